@@ -1,0 +1,3 @@
+from postharden.cli import main
+
+raise SystemExit(main())
