@@ -18,7 +18,6 @@ from postharden.errors import EXIT_INTERRUPTED, EXIT_USAGE, PostHardenError
 # The order here is the order in `postharden --help`.
 COMMANDS: tuple[str, ...] = (
     "show",
-    "lint",
 )
 
 

@@ -19,7 +19,9 @@ def add_config_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_format(parser: argparse.ArgumentParser, choices: tuple[str, ...] = ("text", "json")) -> None:
+def add_format(
+    parser: argparse.ArgumentParser, choices: tuple[str, ...] = ("text", "json")
+) -> None:
     parser.add_argument(
         "--format",
         choices=choices,
@@ -32,3 +34,15 @@ def emit(text: str) -> None:
     """Write a rendered report to stdout, ending with exactly one newline."""
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.stdout.flush()
+
+
+def add_defaults(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--defaults",
+        choices=("auto", "installed", "bundled"),
+        default="auto",
+        help=(
+            "default values: the installed Postfix's `postconf -d` (installed), the snapshot "
+            "shipped with postharden (bundled), or installed when present (auto, the default)"
+        ),
+    )

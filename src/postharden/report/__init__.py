@@ -1,0 +1,1 @@
+"""Renderers: each turns a report object into a string; none of them prints or decides."""
