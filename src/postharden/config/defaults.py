@@ -8,6 +8,12 @@ A few defaults are computed by Postfix from the configuration and the machine ra
 stored: `mydomain` from `myhostname`, `mynetworks` from `mynetworks_style`,
 `inet_interfaces` and the machine's interfaces (src/global/mail_params.c, mynetworks.c).
 `DYNAMIC_DEFAULTS` names them; the model computes them in context.
+
+The table holds the built-in parameters only. `postconf -d` without `-c` also lists the
+service-defined parameters of /etc/postfix/master.cf (`relay_destination_concurrency_limit`
+for a `relay ... smtp` row); those belong to the master.cf being read, so the table is taken
+with `-c` pointing at an empty directory and the model adds a configuration's own
+service-defined names (`service_defined_defaults`).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,8 +34,67 @@ from postharden.config.syntax import split_nameval
 
 SNAPSHOT_VERSION = "3.7.11"
 DYNAMIC_DEFAULTS = frozenset({"mydomain", "mynetworks"})
+# Parameters that Postfix programs expand themselves at use time, with their own names
+# ($client_address, $recipient, ...): postconf -x shows them unexpanded. Named in the
+# CONFIG_RAW_TABLE of local.c, smtpd.c and postscreen.c.
+RAW_PARAMETERS = frozenset(
+    {
+        "command_execution_directory",
+        "forward_path",
+        "mailbox_command",
+        "luser_relay",
+        "smtpd_reject_footer",
+        "postscreen_reject_footer",
+        "smtpd_expansion_filter",
+        "postscreen_expansion_filter",
+        "default_rbl_reply",
+    }
+)
 # Per-process values that say nothing about a configuration.
 PROCESS_DEFAULTS = frozenset({"process_id", "process_name"})
+# Parameters that Postfix sets itself; a main.cf or `-o` assignment is ignored
+# ("read-only parameter assignment", postconf_user.c, mail_params.c).
+READ_ONLY_PARAMETERS = frozenset({"process_id", "process_name", "service_name"})
+# Service-defined parameters (postconf_service.c): a master.cf row whose command field is
+# exactly one of these programs gets `<service name><suffix>` parameters whose default is
+# `$<built-in parameter>`.
+_DELIVERY_SUFFIXES: tuple[tuple[str, str], ...] = (
+    ("_delivery_slot_cost", "default_delivery_slot_cost"),
+    ("_delivery_slot_discount", "default_delivery_slot_discount"),
+    ("_delivery_slot_loan", "default_delivery_slot_loan"),
+    (
+        "_destination_concurrency_failed_cohort_limit",
+        "default_destination_concurrency_failed_cohort_limit",
+    ),
+    ("_destination_concurrency_limit", "default_destination_concurrency_limit"),
+    (
+        "_destination_concurrency_negative_feedback",
+        "default_destination_concurrency_negative_feedback",
+    ),
+    (
+        "_destination_concurrency_positive_feedback",
+        "default_destination_concurrency_positive_feedback",
+    ),
+    ("_destination_rate_delay", "default_destination_rate_delay"),
+    ("_destination_recipient_limit", "default_destination_recipient_limit"),
+    ("_extra_recipient_limit", "default_extra_recipient_limit"),
+    ("_initial_destination_concurrency", "initial_destination_concurrency"),
+    ("_minimum_delivery_slots", "default_minimum_delivery_slots"),
+    ("_recipient_limit", "default_recipient_limit"),
+    ("_recipient_refill_delay", "default_recipient_refill_delay"),
+    ("_recipient_refill_limit", "default_recipient_refill_limit"),
+    ("_transport_rate_delay", "default_transport_rate_delay"),
+)
+_TIME_LIMIT_SUFFIX = (("_time_limit", "command_time_limit"),)
+SERVICE_PARAMETER_SUFFIXES: dict[str, tuple[tuple[str, str], ...]] = {
+    "local": _DELIVERY_SUFFIXES,
+    "error": _DELIVERY_SUFFIXES,
+    "virtual": _DELIVERY_SUFFIXES,
+    "smtp": _DELIVERY_SUFFIXES,
+    "lmtp": _DELIVERY_SUFFIXES,
+    "pipe": _DELIVERY_SUFFIXES + _TIME_LIMIT_SUFFIX,
+    "spawn": _TIME_LIMIT_SUFFIX,
+}
 _SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/local/sbin")
 
 
@@ -70,19 +137,25 @@ def installed_defaults() -> Defaults | None:
     if postconf is None:
         return None
     try:
-        completed = subprocess.run(
-            [postconf, "-d"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-            env={**os.environ, "LC_ALL": "C"},
-        )
+        # An empty configuration directory: built-in parameters only (see the module doc).
+        with tempfile.TemporaryDirectory(prefix="postharden-defaults-") as empty:
+            completed = subprocess.run(
+                [postconf, "-c", empty, "-d"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
+                env={**os.environ, "LC_ALL": "C"},
+            )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if completed.returncode != 0:
         return None
     values = _parse_postconf_output(completed.stdout)
+    # Per-process values of the postconf run itself (its pid, "postconf"): not defaults of
+    # any Postfix daemon, and absent from the bundled snapshot too.
+    for name in PROCESS_DEFAULTS:
+        values.pop(name, None)
     return Defaults(values, values.get("mail_version", "unknown"), "installed")
 
 
@@ -121,6 +194,23 @@ def write_snapshot(path: Path) -> None:
         "parameters": dict(sorted(values.items())),
     }
     path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+
+
+def service_defined_defaults(
+    services: Iterable[tuple[str, str]], builtin: Defaults
+) -> dict[str, str]:
+    """`<service><suffix>` defaults for (service name, command field) pairs of master.cf.
+
+    Names that are built in (`local_destination_concurrency_limit = 2`) keep their
+    built-in default, as postconf does.
+    """
+    found: dict[str, str] = {}
+    for service_name, command in services:
+        for suffix, parameter in SERVICE_PARAMETER_SUFFIXES.get(command, ()):
+            name = service_name + suffix
+            if name not in builtin.values:
+                found.setdefault(name, "$" + parameter)
+    return found
 
 
 # --- computed defaults -------------------------------------------------------------------
@@ -163,6 +253,34 @@ def machine_addresses() -> tuple[InterfaceAddress, ...]:
     return tuple(found)
 
 
+@functools.cache
+def _hosts_file() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    try:
+        text = Path("/etc/hosts").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ()
+    entries = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) >= 2:
+            entries.append((words[0], tuple(name.lower() for name in words[1:])))
+    return tuple(entries)
+
+
+def hosts_file_addresses(name: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+    """The addresses /etc/hosts gives a host name, in file order."""
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for address, names in _hosts_file():
+        if name.lower() in names:
+            try:
+                parsed = ipaddress.ip_address(address.split("%", 1)[0])
+            except ValueError:
+                continue
+            if parsed not in found:
+                found.append(parsed)
+    return tuple(found)
+
+
 def _own_addresses(
     inet_interfaces: str, inet_protocols: str
 ) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
@@ -173,13 +291,18 @@ def _own_addresses(
     else:
         selected = []
         for word in words:
-            if word in ("loopback-only", "localhost"):
+            if word == "loopback-only":
                 wanted = [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
             else:
                 try:
                     wanted = [ipaddress.ip_address(word.strip("[]"))]
                 except ValueError:
-                    continue  # a host name: Postfix would resolve it; we do not look names up
+                    # A host name (`localhost`): Postfix resolves it. Only /etc/hosts is
+                    # consulted here, never DNS (no network, no hang); on Debian
+                    # `localhost` is 127.0.0.1 and, when listed, ::1.
+                    wanted = list(hosts_file_addresses(word))
+                    if not wanted:
+                        continue
             for address in wanted:
                 match = [m for m in machine if m.ip == address]
                 selected.extend(match or [ipaddress.ip_interface(address)])

@@ -57,7 +57,7 @@ def parse_compat_level(text: str) -> tuple[int, int, int] | None:
 
 
 def _compare(left: object, operator: str, right: object) -> bool:
-    assert isinstance(left, (int, str, tuple)) and type(left) is type(right)
+    assert isinstance(left, (int, bytes, tuple)) and type(left) is type(right)
     if operator == "==":
         return left == right
     if operator == "!=":
@@ -273,9 +273,9 @@ class _Expander:
                 bad = left if left_level is None else right
                 raise ExpansionError(f'malformed compatibility level syntax: "{bad}"')
             result = _compare(left_level, operator, right_level)
-        elif _all_digits(left) and _all_digits(right):
-            if not left or not right:
-                raise ExpansionError(f"mac_exp_eval: bad conversion: {left or right!r}")
+        elif left and right and _all_digits(left) and _all_digits(right):
+            # An empty operand compares as text: `{} == {}` is true, `{} == {0}` false
+            # (checked against postconf 3.7.11).
             result = _compare(int(left), operator, int(right))
         else:
             result = _compare(left.encode(), operator, right.encode())

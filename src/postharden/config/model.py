@@ -9,10 +9,13 @@ from pathlib import Path
 
 from postharden.config.defaults import (
     DYNAMIC_DEFAULTS,
+    RAW_PARAMETERS,
+    READ_ONLY_PARAMETERS,
     Defaults,
     default_mydomain,
     default_mynetworks,
     load_defaults,
+    service_defined_defaults,
 )
 from postharden.config.errors import ConfigError
 from postharden.config.expand import Expansion, ExpansionError, expand
@@ -94,7 +97,12 @@ class Context:
         self.service = service
         self._parent = parent
         self._cache: dict[str, Expansion] = {}
-        self._overrides = service.overrides_dict() if service else {}
+        # Postfix ignores assignments to read-only names (process_name, service_name ...).
+        self._overrides = (
+            {k: v for k, v in service.overrides_dict().items() if k not in READ_ONLY_PARAMETERS}
+            if service
+            else {}
+        )
         self._shadow = frozenset(self._overrides) | (
             _SERVICE_PARAMETERS if service else frozenset()
         )
@@ -111,6 +119,10 @@ class Context:
         definition = self.config.definition(name)
         if definition is not None:
             return definition.value
+        return self._default_raw(name)
+
+    def _default_raw(self, name: str) -> str | None:
+        """The default value (no main.cf or -o setting), unexpanded."""
         if name in DYNAMIC_DEFAULTS:
             # postconf computes these once, from main.cf, for every service (-Px agrees).
             if self._parent is not None:
@@ -118,7 +130,10 @@ class Context:
             return self._dynamic_default(name)
         if name == "config_directory":
             return str(self.config.config_dir)
-        return self.config.defaults.values.get(name)
+        found = self.config.defaults.values.get(name)
+        if found is None:
+            found = self.config.service_defaults.get(name)
+        return found
 
     def _dynamic_default(self, name: str) -> str:
         if name == "mydomain":
@@ -136,6 +151,8 @@ class Context:
                 return Origin("master.cf", override.line)
             if name in _SERVICE_PARAMETERS:
                 return Origin("master.cf", self.service.first_line)
+        if name in READ_ONLY_PARAMETERS:
+            return DEFAULT
         definition = self.config.definition(name)
         if definition is not None:
             return Origin("main.cf", definition.first_line)
@@ -158,6 +175,10 @@ class Context:
         raw = self.raw(name)
         if raw is None:
             result = Expansion("", frozenset({name}), frozenset())
+        elif name in RAW_PARAMETERS:
+            # Shown as written; a $reference to it from another value is still expanded
+            # (Postfix 3.7), so it must not enter the cache that nested lookups use.
+            return Expansion(raw, frozenset(), frozenset())
         else:
             result = expand(raw, self._lookup, self._cache)
             inputs = _DYNAMIC_INPUTS.get(name)
@@ -187,7 +208,10 @@ class Context:
     def names(self) -> list[str]:
         """Every name this process knows: defaults, main.cf and overrides."""
         names = set(self.config.defaults.values) | set(self.config.winning) | set(self._overrides)
+        names |= set(self.config.service_defaults)
         names |= DYNAMIC_DEFAULTS | {"config_directory"}
+        if self.service is not None:
+            names |= _SERVICE_PARAMETERS
         return sorted(names)
 
     def set_names(self) -> list[str]:
@@ -243,7 +267,12 @@ class PostfixConfig:
         self.master_cf_present = master_cf_present
         self.winning: dict[str, Definition] = {}
         for definition in definitions:
-            self.winning[definition.name] = definition
+            # Postfix drops assignments to read-only names ("read-only parameter assignment").
+            if definition.name not in READ_ONLY_PARAMETERS:
+                self.winning[definition.name] = definition
+        self.service_defaults = service_defined_defaults(
+            ((s.name, s.command) for s in self.services), defaults
+        )
         self.main = Context(self, None, None)
         self._contexts: dict[str, Context] = {}
 
