@@ -449,10 +449,7 @@ def list_unparsed(
 ) -> Iterator[str]:
     """Every Postfix line no rule understands, in time order of the inputs."""
     sources = order_sources([probe_source(Path(p), year) for p in paths if p != "-"])
-    streams: list[tuple[Source, Any]] = [
-        (s, open_binary(s.path))
-        for s in sources  # type: ignore[arg-type]
-    ]
+    streams: list[tuple[Source, Any]] = [(s, open_binary(s.path)) for s in sources if s.path]
     if "-" in paths:
         streams.append(stdin_source())
     tracker: YearTracker | None = None

@@ -179,6 +179,11 @@ service auth {{
 }}
 service anvil {{
   chroot =
+  # Dovecot's auth penalty (2..15 s per failure from one address) would make a
+  # brute-force scenario take minutes: deny the auth process the penalty socket.
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 service log {{
   chroot =
