@@ -222,7 +222,8 @@ _AFTER = re.compile(
     r"(lost connection|timeout|too many errors) after (\S+)(?: \(\d+ bytes\))? from " + _CLIENT
 )
 _SASL_FAIL = re.compile(
-    _CLIENT + r": SASL (\S+) authentication (failed|aborted)(?:: (.*?))?(?:, sasl_username=(\S*))?$"
+    _CLIENT
+    + r": SASL (\S+) authentication (failed|aborted)(?::\s?(.*?))?(?:, sasl_username=(\S*))?\s*$"
 )
 _CLIENT_LINE = re.compile(
     r"client=" + _CLIENT + r"(?:, sasl_method=([^,\s]+))?(?:, sasl_username=([^,]*))?"
@@ -245,7 +246,9 @@ _POSTSCREEN = re.compile(
     r"(?: (\d+))?(?: after [\d.]+)?(?: rank \d+)?(?: for| from)? " + _PS_ADDR
 )
 _DNSBLOG = re.compile(r"addr (\S+) listed by domain (\S+) as (\S+)")
-_ANVIL = re.compile(r"statistics: max (.+?) (\d+)(?:/\S+)? for \((?:([a-z-]+):)?(.*)\) at ")
+_ANVIL = re.compile(
+    r"statistics: max (.+?) (\d+)(?:/\S+)? for \((?:([a-z][\w-]*|[\d.]+:\d+|\[[^\]]*\]:\d+):)?(.*)\) at "
+)
 _QUEUED = re.compile(r"from=<?([^>,]*)>?, size=(\d+), nrcpt=(\d+)")
 _EXPIRED = re.compile(r"from=<?([^>,]*)>?, status=(\S*expired)")
 _DELIVERY = re.compile(

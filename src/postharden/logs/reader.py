@@ -210,8 +210,8 @@ def probe_source(path: Path, year: int | None) -> Source:
                     break
                 h, _text, _invalid = parser.header(raw)
                 if h is not None:
-                    if year is not None and h.year is None:
-                        parser.tracker = YearTracker(year, h.month)
+                    # Ordering uses the mtime anchor even with --year: the forced year
+                    # applies to the first line of the ordered set, not to each file.
                     source.first_ts = parser.time_of(h)
                     break
     except (OSError, EOFError, lzma.LZMAError) as error:

@@ -148,7 +148,9 @@ def scan_block(
 ) -> Tally:
     """One block of whole lines -> Tally."""
     tracker = YearTracker(year, month) if year is not None and month is not None else None
-    if not exact and window.open and b"\x00" not in block:
+    # The prefilter knows syslog-style lines; journalctl -o json records go line by line.
+    journal = block.startswith(b"{") or b"\n{" in block
+    if not exact and window.open and not journal and b"\x00" not in block:
         tally = _scan_fast(block, tracker, reference)
         if tally is not None:
             return tally
@@ -312,12 +314,23 @@ def _tasks_for_stream(
     source: Source, stream: Any, parser: LineParser, window: Window, exact: bool, block: int
 ) -> Iterator[Task]:
     carry = b""
+    pieces: list[bytes] = []
     try:
         while True:
-            chunk = stream.read(block)
-            if not chunk:
+            # Small reads: a truncated compressed stream raises at the damage, and what was
+            # read before it must already be ours.
+            pieces = [carry]
+            got = 0
+            chunk = b""
+            while got < block:
+                chunk = stream.read1(1 << 20)
+                if not chunk:
+                    break
+                pieces.append(chunk)
+                got += len(chunk)
+            if not got:
                 break
-            data = carry + chunk
+            data = b"".join(pieces)
             cut = data.rfind(b"\n")
             if cut < 0:
                 if len(data) > 4 * MAX_LINE:
@@ -332,10 +345,10 @@ def _tasks_for_stream(
             yield Task(None, 0, len(data), data, year, month, source.mtime, window, exact)
     except EOFError:
         source.error = "compressed stream is truncated; read up to the damage"
-    except (OSError, ValueError) as error:
+        carry = b"".join(pieces)
+    except Exception as error:  # OSError, lzma.LZMAError, zlib.error and friends
         source.error = f"read error: {error}"
-    except Exception as error:  # lzma.LZMAError and friends
-        source.error = f"read error: {error}"
+        carry = b"".join(pieces)
     if carry:
         year, month = _first_header_month(carry, parser)
         yield Task(None, 0, len(carry), carry, year, month, source.mtime, window, exact)
