@@ -19,6 +19,10 @@ from postharden.errors import EXIT_INTERRUPTED, EXIT_USAGE, PostHardenError
 COMMANDS: tuple[str, ...] = (
     "show",
     "logs",
+    "plan",
+    "apply",
+    "rollback",
+    "backups",
 )
 
 
