@@ -19,6 +19,7 @@ from postharden.errors import EXIT_INTERRUPTED, EXIT_USAGE, PostHardenError
 COMMANDS: tuple[str, ...] = (
     "show",
     "logs",
+    "watch",
     "plan",
     "apply",
     "rollback",
