@@ -55,6 +55,26 @@ PROCESS_DEFAULTS = frozenset({"process_id", "process_name"})
 # Parameters that Postfix sets itself; a main.cf or `-o` assignment is ignored
 # ("read-only parameter assignment", postconf_user.c, mail_params.c).
 READ_ONLY_PARAMETERS = frozenset({"process_id", "process_name", "service_name"})
+# Legacy parameters: obsolete names that defaults still reference for backwards
+# compatibility (`virtual_alias_maps = $virtual_maps`). Postfix knows them (a setting is
+# not "unused") but `postconf -d` does not list them and they have no default of their own.
+LEGACY_PARAMETERS = frozenset(
+    {
+        "authorized_verp_clients",
+        "fallback_relay",
+        "lmtp_per_record_deadline",
+        "postscreen_blacklist_action",
+        "postscreen_dnsbl_ttl",
+        "postscreen_dnsbl_whitelist_threshold",
+        "postscreen_whitelist_interfaces",
+        "smtp_per_record_deadline",
+        "smtpd_client_connection_limit_exceptions",
+        "smtpd_per_record_deadline",
+        "tlsproxy_client_level",
+        "tlsproxy_client_policy",
+        "virtual_maps",
+    }
+)
 # Service-defined parameters (postconf_service.c): a master.cf row whose command field is
 # exactly one of these programs gets `<service name><suffix>` parameters whose default is
 # `$<built-in parameter>`.

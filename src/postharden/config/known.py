@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from postharden.config.defaults import RAW_PARAMETERS, READ_ONLY_PARAMETERS
+from postharden.config.defaults import LEGACY_PARAMETERS, RAW_PARAMETERS, READ_ONLY_PARAMETERS
 from postharden.config.expand import ExpansionError, expand
 
 if TYPE_CHECKING:
@@ -190,6 +190,7 @@ def analyse_names(config: PostfixConfig) -> NameAnalysis:
     """Known, unused and undefined names, as postconf computes them."""
     builtin = set(config.defaults.values) | set(config.service_defaults)
     builtin |= {"config_directory", "mydomain", "mynetworks", *READ_ONLY_PARAMETERS}
+    builtin |= LEGACY_PARAMETERS
     main_params = {name: d.value for name, d in config.winning.items()}
     scopes = [
         _Scope(s, {o.name: o.value for o in s.overrides if o.name not in READ_ONLY_PARAMETERS})
