@@ -27,6 +27,7 @@ from postharden.config import (
     parse_master_cf,
     split_list,
 )
+from postharden.config.defaults import DYNAMIC_DEFAULTS
 from postharden.config.errors import ConfigError
 from postharden.harden import edit
 from postharden.harden.errors import HardenError
@@ -484,7 +485,7 @@ class _Planner:
             if parameter in self.options.keep:
                 self.skip(rule, f"{parameter} is kept as it is (--keep)")
                 return False
-            if parameter not in self.defaults.values:
+            if parameter not in self.defaults.values and parameter not in DYNAMIC_DEFAULTS:
                 self.skip(rule, f"{parameter} is not known to Postfix {self.defaults.version}")
                 return False
         return True
@@ -557,17 +558,16 @@ class _Planner:
         definition = self.config.definition("mynetworks")
         if definition is None:
             style = main.expanded("mynetworks_style")
-            if style == "host" and not named:
-                return
-            value = " ".join([*LOOPBACK_NETWORKS, *named])
-            self.set_main(
-                rule,
-                "mynetworks",
-                value,
-                [
-                    f"mynetworks was derived from mynetworks_style = {style}: {main.expanded('mynetworks')}"
-                ],
-            )
+            if style != "host" or named:
+                self.set_main(
+                    rule,
+                    "mynetworks",
+                    " ".join([*LOOPBACK_NETWORKS, *named]),
+                    [
+                        f"mynetworks was derived from mynetworks_style = {style}: "
+                        f"{main.expanded('mynetworks')}"
+                    ],
+                )
         else:
             self._narrow_main(rule, definition.value, named)
         for service in self.smtpd_services():
