@@ -224,10 +224,6 @@ class ServicePolicy:
         self.sasl_enabled = _yes(e("smtpd_sasl_auth_enable"))
         self.allow_untrusted_routing = _yes(e("allow_untrusted_routing"))
         self.show_table = _yes(e("show_user_unknown_table_name"))
-        self.append_dot_mydomain = _yes(e("append_dot_mydomain"))
-        self.append_at_myorigin = _yes(e("append_at_myorigin"))
-        self.myorigin = e("myorigin").strip().lower()
-        self.mydomain = e("mydomain").strip().lower()
         self.null_key = e("smtpd_null_access_lookup_key").strip() or "<>"
         self.recipient_delimiter = e("recipient_delimiter")
         self.double_bounce = e("double_bounce_sender").strip().lower() or "double-bounce"
@@ -258,17 +254,41 @@ class ServicePolicy:
         parents = {x.lower() for x in split_list(e("parent_domain_matches_subdomains"))}
         self.parent_access = "smtpd_access_maps" in parents
 
-        def match_list(name: str) -> MatchList:
-            result = parse_match_list(name, e(name), self.tables, name in parents)
+        def match_list(name: str, where: Context = context) -> MatchList:
+            result = parse_match_list(name, where.expanded(name), self.tables, name in parents)
             self.warnings.extend(result.errors)
             return result
 
         self.mynetworks = match_list("mynetworks")
-        self.mydestination = match_list("mydestination")
-        self.relay_domains = match_list("relay_domains")
-        self.virtual_alias_domains = match_list("virtual_alias_domains")
-        self.virtual_mailbox_domains = match_list("virtual_mailbox_domains")
-        self.inet_addresses = _interface_addresses(e("inet_interfaces"), e("proxy_interfaces"))
+        self.smtpd_mydestination = match_list("mydestination")
+        self.smtpd_inet_addresses = _interface_addresses(
+            e("inet_interfaces"), e("proxy_interfaces")
+        )
+        self.myorigin = e("myorigin").strip().lower()
+        # Address classes come from trivial-rewrite (the `rewrite` service), with its own
+        # parameters: an smtpd `-o relay_domains=...` does not change what is relayed.
+        rewrite_name = e("rewrite_service_name").strip() or "rewrite"
+        rewrite_service = next(
+            (s for s in context.config.services if s.name == rewrite_name and s.type == "unix"),
+            None,
+        )
+        rewrite = context.config.effective(rewrite_service)
+        r = rewrite.expanded
+        self.rewrite_origin = (
+            f"master.cf:{rewrite_service.first_line}" if rewrite_service else "main.cf"
+        )
+        self.append_dot_mydomain = _yes(r("append_dot_mydomain"))
+        self.append_at_myorigin = _yes(r("append_at_myorigin"))
+        self.resolve_myorigin = r("myorigin").strip().lower()
+        self.mydomain = r("mydomain").strip().lower()
+        self.mydestination = match_list("mydestination", rewrite)
+        self.relay_domains = match_list("relay_domains", rewrite)
+        self.smtpd_relay_domains = match_list("relay_domains")
+        self.virtual_alias_domains = match_list("virtual_alias_domains", rewrite)
+        self.virtual_mailbox_domains = match_list("virtual_mailbox_domains", rewrite)
+        self.inet_addresses = _interface_addresses(
+            r("inet_interfaces"), r("proxy_interfaces")
+        )
         self.maps = {
             name: [self.tables.get(spec) for spec in split_list(e(name)) if ":" in spec]
             for name in (
@@ -352,7 +372,7 @@ class ServicePolicy:
             local, domain = text, ""
         domain = domain.lower()
         if not domain and self.append_at_myorigin:
-            domain = self.myorigin
+            domain = self.resolve_myorigin
         if domain.endswith(".") and not domain.endswith(".."):
             domain = domain[:-1]
         if (
@@ -365,7 +385,7 @@ class ServicePolicy:
             domain = f"{domain}.{self.mydomain}"
         local = local.lower()
         routed = any(ch in local for ch in "@%!")
-        if self.is_local_domain(domain):
+        if self._resolve_local(domain):
             klass = "local"
         elif self.virtual_alias_domains.match_name(domain):
             klass = "alias"
@@ -379,15 +399,22 @@ class ServicePolicy:
             klass = "default"
         return _Resolved(f"{local}@{domain}", domain, local, klass, routed)
 
+    def _resolve_local(self, domain: str) -> bool:
+        """resolve_local() in trivial-rewrite."""
+        return _is_local(domain, self.mydestination, self.inet_addresses)
+
     def is_local_domain(self, domain: str) -> bool:
-        if domain.startswith("[") and domain.endswith("]"):
-            try:
-                return ipaddress.ip_address(domain[1:-1].removeprefix("ipv6:")) in (
-                    self.inet_addresses
-                )
-            except ValueError:
-                return False
-        return self.mydestination.match_name(domain) is not None
+        """resolve_local() in smtpd itself (mail_addr_find's local-part lookups)."""
+        return _is_local(domain, self.smtpd_mydestination, self.smtpd_inet_addresses)
+
+
+def _is_local(domain: str, mydestination: MatchList, addresses: frozenset[object]) -> bool:
+    if domain.startswith("[") and domain.endswith("]"):
+        try:
+            return ipaddress.ip_address(domain[1:-1].removeprefix("ipv6:")) in addresses
+        except ValueError:
+            return False
+    return mydestination.match_name(domain) is not None
 
 
 def _level_below(level: str, limit: float) -> bool:
@@ -465,8 +492,6 @@ class _Eval:
             self.defer_if_reject = _Defer()
             self.step("defer_if_reject", "defer", f"5xx turned into {held.code}: {held.text}")
             return self.reject(held.code, held.dsn, held.text, held.error_class)
-        if self.p.soft_bounce and reply_code >= 500:
-            reply_code -= 100
         reply_dsn = str(reply_code)[0] + reply_dsn[1:]
         full = f"{reply_dsn} {reply_text}"[:506]
         if warn:
@@ -1392,7 +1417,7 @@ def _check_relay_domains(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl:
     if ev.recipient is None:
         ev.step(shown, "skipped", "no recipient")
         return DUNNO
-    if ev.p.relay_domains.match_name(ev.name):
+    if ev.p.smtpd_relay_domains.match_name(ev.name):
         ev.step(shown, "permit", f"client name {ev.name} matches relay_domains")
         return OK
     allowed, resolved = ev.auth_destination(ev.recipient)
@@ -1557,6 +1582,7 @@ def _run_session(ev: _Eval) -> _Outcome:
     relay, rcpt = p.lists["relay"], p.lists["recipient"]
     if p.compat_fake_relay:
         order = [("recipient", rcpt)]
+        ev.stage = "relay"
         ev.step(
             "smtpd_relay_restrictions", "dunno",
             "compatibility_level < 1 and not set: empty (Postfix only logs what the newer "
@@ -1699,6 +1725,12 @@ class Engine:
     ) -> tuple[Decision, list[tuple[str, str, str]]]:
         ev = _Eval(policy, client, answers)
         outcome = _run_session(ev)
+        if policy.soft_bounce and outcome.code >= 500:
+            # smtpd_chat_reply() turns every 5xx into 4xx, protocol errors included.
+            outcome = _Outcome(
+                outcome.command, outcome.code - 100, "4" + outcome.text[1:]
+                if outcome.text[:1] == "5" else outcome.text,
+            )
         decision = Decision(
             policy.key,
             outcome.command,  # type: ignore[arg-type]

@@ -230,9 +230,9 @@ class Table:
         return self._regexp_get(key)
 
     def _cidr_get(self, key: str) -> Hit | None:
-        text = key[1:-1] if key.startswith("[") and key.endswith("]") else key
         try:
-            address = ipaddress.ip_address(text)
+            # The key as smtpd gives it: `[192.0.2.1]` (a HELO literal) is no address.
+            address = ipaddress.ip_address(key)
         except ValueError:
             return None
         number, version = int(address), address.version

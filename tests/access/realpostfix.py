@@ -1,0 +1,190 @@
+"""Run generated configurations in the shared sandbox and ask both it and the engine.
+
+SASL logins through XCLIENT need `smtpd_sasl_auth_enable = yes`, and smtpd then needs a
+working SASL backend to list mechanisms in its EHLO reply. A tiny Dovecot auth-protocol
+server on the sandbox's `private/auth` socket answers the handshake (VERSION, MECH PLAIN,
+DONE); XCLIENT LOGIN never asks it to authenticate anybody.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import random
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from postharden.access import ClientContext, Decision, Engine
+from postharden.config import load_config
+from postharden.sandbox import Case, Outcome, Sandbox
+
+from .corpus import Instance, Query, random_instance, random_queries
+
+SANDBOX_CLIENT = ClientContext("127.0.0.1", "localhost", "sandbox.postharden.invalid", None, "", "")
+
+
+class DovecotAuthStub:
+    """Answers the Dovecot auth handshake on a unix socket until closed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        os.chmod(path, 0o666)
+        postfix = pwd.getpwnam("postfix")
+        os.chown(path, postfix.pw_uid, postfix.pw_gid)
+        self.sock.listen(64)
+        self.sock.settimeout(0.5)
+        self.closed = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.sendall(
+                    b"VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nSPID\t1\nCUID\t1\n"
+                    b"COOKIE\t0123456789abcdef0123456789abcdef\nDONE\n"
+                )
+                conn.settimeout(600)
+                while conn.recv(4096):
+                    pass
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+@dataclass
+class Comparison:
+    query: Query
+    expected: Decision
+    actual: Outcome
+
+    @property
+    def agrees(self) -> bool:
+        if self.expected.decision == "unavailable":
+            return not self.actual.available
+        if not self.actual.available:
+            return False
+        return (self.expected.command, self.expected.code) == (
+            self.actual.command,
+            self.actual.code,
+        )
+
+    def describe(self) -> str:
+        c = self.query.context
+        return (
+            f"service {self.query.service}: client {c.address} name={c.name} helo={c.helo} "
+            f"login={c.sasl_user} <{c.sender}> -> <{c.recipient}>\n"
+            f"  engine: {self.expected.command} {self.expected.code} {self.expected.text}\n"
+            f"  postfix: {self.actual.command} {self.actual.code} {self.actual.text}\n"
+            + "\n".join(
+                f"    {s.stage}: {s.restriction} -> {s.result} ({s.origin}) {s.detail}"
+                for s in self.expected.trace
+            )
+        )
+
+
+def _engine_for(instance: Instance) -> tuple[Engine, dict[str, str]]:
+    """Load an instance from a scratch directory (to vet it before Postfix starts)."""
+    directory = Path(tempfile.mkdtemp(prefix="postharden-access-vet-"))
+    for name, content in instance.maps.items():
+        (directory / name).write_text(content)
+    (directory / "main.cf").write_text(instance.main_cf)
+    (directory / "master.cf").write_text(instance.master_cf)
+    config = load_config(directory)
+    keys = {s.name: s.key for s in config.smtpd_services()}
+    return Engine(config), keys
+
+
+def vetted_instance(rng: random.Random, services: int) -> Instance:
+    """An instance whose services do not refuse the sandbox's own connection.
+
+    With smtpd_delay_reject = no the client list runs against the real peer (127.0.0.1)
+    before XCLIENT, and the sandbox's EHLO runs the helo list: a service that refuses
+    those cannot be asked anything through XCLIENT.
+    """
+    for _ in range(50):
+        instance = random_instance(rng, services)
+        engine, keys = _engine_for(instance)
+        if all(_sandbox_can_talk(engine, keys[name]) for name in instance.services):
+            return instance
+    raise AssertionError("no usable instance in 50 tries")
+
+
+def _sandbox_can_talk(engine: Engine, service: str) -> bool:
+    policy = engine.policy(service)
+    if policy.startup_problem is not None or policy.delay_reject:
+        return True
+    decision = engine.decide(service, SANDBOX_CLIENT)
+    return decision.command not in ("connect", "helo")
+
+
+@contextlib.contextmanager
+def running(instance: Instance) -> Iterator[tuple[Sandbox, Engine, dict[str, str]]]:
+    """The instance in a real Postfix, the engine on the sandbox's own files, and the map
+    from sandbox service names to master.cf service keys."""
+    with Sandbox(instance.main_cf, instance.master_cf, maps=instance.maps) as sandbox:
+        assert sandbox.directory is not None
+        stub = DovecotAuthStub(sandbox.directory / "queue" / "private" / "auth")
+        try:
+            config = load_config(sandbox.config_directory)
+            by_port = {}
+            for service in config.smtpd_services():
+                listen = service.listen
+                if listen is not None:
+                    by_port[int(listen[1])] = service.key
+            keys = {name: by_port[port] for name, port in sandbox.ports.items()}
+            yield sandbox, Engine(config), keys
+        finally:
+            stub.close()
+
+
+def compare(seed: int, instances: int, services: int, cases: int) -> list[Comparison]:
+    rng = random.Random(seed)
+    results: list[Comparison] = []
+    for _ in range(instances):
+        instance = vetted_instance(rng, services)
+        queries = random_queries(rng, instance.services, cases)
+        with running(instance) as (sandbox, engine, keys):
+            expected = [engine.decide(keys[q.service], q.context) for q in queries]
+            outcomes = sandbox.run([_case(q) for q in queries], workers=4)
+        results.extend(
+            Comparison(q, e, a) for q, e, a in zip(queries, expected, outcomes, strict=True)
+        )
+    return results
+
+
+def _case(query: Query) -> Case:
+    c = query.context
+    return Case(
+        service=query.service,
+        client_addr=c.address,
+        client_name=c.name or "[UNAVAILABLE]",
+        helo=c.helo,
+        sasl_login=c.sasl_user,
+        sender=c.sender,
+        recipient=c.recipient,
+    )
