@@ -160,6 +160,10 @@ def scan_block(
     return tally
 
 
+# Prefilter patterns whose lines also hold a counting-only literal: (pattern id, literal index).
+_OVERLAPS = {3: 1, 4: 4}
+
+
 def _scan_fast(block: bytes, tracker: YearTracker | None, reference: float) -> Tally | None:
     db = _database()
     if db is None:
@@ -170,9 +174,10 @@ def _scan_fast(block: bytes, tracker: YearTracker | None, reference: float) -> T
         except UnicodeDecodeError:
             return None
     starts: list[int] = []
+    ids: list[int] = []
     last = -1
 
-    def on_match(_id: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+    def on_match(pattern: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
         nonlocal last
         if to <= last:
             return
@@ -180,43 +185,86 @@ def _scan_fast(block: bytes, tracker: YearTracker | None, reference: float) -> T
         end = block.find(b"\n", to)
         last = len(block) if end < 0 else end
         starts.append(start)
+        ids.append(pattern)
 
     db.scan(block, match_event_handler=on_match)
-    parser = LineParser(tracker, reference)
-    tally = Tally()
     remaining = [block.count(lit) for lit, _k, _d in _BORING]
     if not block.endswith(b"\n") and block.endswith(b": removed"):
         remaining[3] += 1
     postfix = sum(block.count(tag) for tag in _POSTFIX_TAGS)
-    parsed_postfix = 0
+    # The accounting identity, checked before any parsing: every Postfix line is either
+    # a prefiltered line or holds exactly one counting-only literal.
+    matched_postfix = 0
+    for start, pattern in zip(starts, ids, strict=True):
+        head = block[start : start + 200]
+        if b" postfix/" in head or b" postfix-" in head:
+            matched_postfix += 1
+            overlap = _OVERLAPS.get(pattern)
+            if overlap is not None:
+                remaining[overlap] -= 1
+    parser = LineParser(tracker, reference)
+    if min(remaining) < 0 or postfix != matched_postfix + sum(remaining):
+        return _scan_every_line(block, set(starts), parser)
+    tally = Tally()
     for start in starts:
         end = block.find(b"\n", start)
         raw = block[start : (len(block) if end < 0 else end + 1)]
         result = parser.parse(raw)
         event = result.event
-        if event is None or result.invalid:
-            return None
-        if event.kind is Kind.OTHER_PROGRAM:
-            continue
-        parsed_postfix += 1
-        for i, (_lit, kind, detail) in enumerate(_BORING):
-            if event.kind is kind and (detail is None or detail in (event.status, event.detail)):
-                remaining[i] -= 1
-                break
-        tally.add(event, result.text)
-    if min(remaining) < 0 or postfix != parsed_postfix + sum(remaining):
-        return None
-    for (_lit, kind, detail), n in zip(_BORING, remaining, strict=True):
-        if not n:
-            continue
-        tally.kinds[kind] += n
-        tally.lines_postfix += n
-        if kind is Kind.DELIVERY:
-            tally.deliveries["sent"] += n
-        elif kind is Kind.POSTSCREEN and detail is not None:
-            tally.postscreen[detail] += n
+        if result.invalid:
+            tally.lines_invalid += 1
+        elif event is None or event.kind is Kind.OTHER_PROGRAM:
+            tally.lines_other += 1
+        else:
+            tally.add(event, result.text)
+    _add_counted(tally, remaining)
     tally.lines_total = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-    tally.lines_other = tally.lines_total - tally.lines_postfix
+    tally.lines_other = tally.lines_total - tally.lines_postfix - tally.lines_invalid
+    _edge_times(block, parser, tally)
+    return tally
+
+
+def _add_counted(tally: Tally, counted: list[int]) -> None:
+    for (_lit, kind, detail), k in zip(_BORING, counted, strict=True):
+        if not k:
+            continue
+        tally.kinds[kind] += k
+        tally.lines_postfix += k
+        if kind is Kind.DELIVERY:
+            tally.deliveries["sent"] += k
+        elif kind is Kind.POSTSCREEN and detail is not None:
+            tally.postscreen[detail] += k
+
+
+def _scan_every_line(block: bytes, starts: set[int], parser: LineParser) -> Tally:
+    """When the identity fails (a line the prefilter does not know): every line is looked
+    at, but lines holding a counting-only literal are still counted without parsing."""
+    tally = Tally()
+    counted = [0] * len(_BORING)
+    boring = [(i, lit.rstrip(b"\n")) for i, (lit, _k, _d) in enumerate(_BORING)]
+    pos = 0
+    n = len(block)
+    while pos < n:
+        end = block.find(b"\n", pos)
+        end = n if end < 0 else end + 1
+        raw = block[pos:end]
+        start = pos
+        pos = end
+        tally.lines_total += 1
+        if start not in starts and (b" postfix/" in raw or b" postfix-" in raw):
+            hit = next((i for i, lit in boring if lit in raw), None)
+            if hit is not None and len(raw) <= MAX_LINE and b"\x00" not in raw:
+                counted[hit] += 1
+                continue
+        result = parser.parse(raw)
+        event = result.event
+        if result.invalid:
+            tally.lines_invalid += 1
+        elif event is None or event.kind is Kind.OTHER_PROGRAM:
+            tally.lines_other += 1
+        else:
+            tally.add(event, result.text)
+    _add_counted(tally, counted)
     _edge_times(block, parser, tally)
     return tally
 
