@@ -37,7 +37,13 @@ ADDRESSES = [
     "203.0.113.9",
     "203.0.113.200",
 ]
-NAMES = [None, "mail.example.net", "host.spam.example", "client.example.com", "relay.partner.example"]
+NAMES = [
+    None,
+    "mail.example.net",
+    "host.spam.example",
+    "client.example.com",
+    "relay.partner.example",
+]
 HELOS = [
     None,
     "mail.example.net",
@@ -99,7 +105,10 @@ CLIENT_MAPS = {
     "clients.lmdb": ("lmdb", "198.51.100.7 OK\n203.0.113 REJECT\nexample.com DUNNO\n"),
     "clients.texthash": ("texthash", "192.168.7 OK\n203.0.113.9 DEFER\n.spam.example REJECT\n"),
     "clients.regexp": ("regexp", "/^198\\.51\\.100\\.2/ REJECT regexp says no\n/spam/ 550 spam\n"),
-    "clients.pcre": ("pcre", "/^10\\.9\\./ DEFER_IF_REJECT\n/^203\\.0\\.113\\.(\\d+)$/ PREPEND X-Client: $1\n"),
+    "clients.pcre": (
+        "pcre",
+        "/^10\\.9\\./ DEFER_IF_REJECT\n/^203\\.0\\.113\\.(\\d+)$/ PREPEND X-Client: $1\n",
+    ),
 }
 HELO_MAPS = {
     "helo.hash": ("hash", "localhost REJECT you are not me\nspam.example REJECT\nexample.net OK\n"),
@@ -233,7 +242,11 @@ def random_instance(rng: random.Random, services: int) -> Instance:
         "smtpd_sasl_path = private/auth",
     ]
     if rng.random() < 0.7:
-        main.append(rng.choice(["relay_domains = relay.example", "relay_domains = relay.example, .relay.example"]))
+        main.append(
+            rng.choice(
+                ["relay_domains = relay.example", "relay_domains = relay.example, .relay.example"]
+            )
+        )
     if rng.random() < 0.6:
         main.append("virtual_alias_domains = valias.example")
         main.append("virtual_alias_maps = texthash:$config_directory/valias")
@@ -343,9 +356,7 @@ def random_queries(rng: random.Random, services: list[str], count: int) -> list[
         identities = []
         for _ in range(max(2, per_service // 12)):
             sasl = rng.choice([None, "alice"])
-            identities.append(
-                (rng.choice(ADDRESSES), rng.choice(NAMES), rng.choice(HELOS), sasl)
-            )
+            identities.append((rng.choice(ADDRESSES), rng.choice(NAMES), rng.choice(HELOS), sasl))
         for _ in range(per_service):
             address, name, helo, sasl = rng.choice(identities)
             context = ClientContext(

@@ -146,7 +146,15 @@ def _sandbox_can_talk(engine: Engine, service: str) -> bool:
 def running(instance: Instance) -> Iterator[tuple[Sandbox, Engine, dict[str, str]]]:
     """The instance in a real Postfix, the engine on the sandbox's own files, and the map
     from sandbox service names to master.cf service keys."""
-    with Sandbox(instance.main_cf, instance.master_cf, maps=instance.maps) as sandbox:
+    with sandboxed(instance.main_cf, instance.master_cf, instance.maps) as found:
+        yield found
+
+
+@contextlib.contextmanager
+def sandboxed(
+    main_cf: str, master_cf: str | None = None, maps: dict[str, str] | None = None
+) -> Iterator[tuple[Sandbox, Engine, dict[str, str]]]:
+    with Sandbox(main_cf, master_cf, maps=maps or {}) as sandbox:
         assert sandbox.directory is not None
         stub = DovecotAuthStub(sandbox.directory / "queue" / "private" / "auth")
         try:
@@ -170,14 +178,14 @@ def compare(seed: int, instances: int, services: int, cases: int) -> list[Compar
         queries = random_queries(rng, instance.services, cases)
         with running(instance) as (sandbox, engine, keys):
             expected = [engine.decide(keys[q.service], q.context) for q in queries]
-            outcomes = sandbox.run([_case(q) for q in queries], workers=4)
+            outcomes = sandbox.run([case_for(q) for q in queries], workers=4)
         results.extend(
             Comparison(q, e, a) for q, e, a in zip(queries, expected, outcomes, strict=True)
         )
     return results
 
 
-def _case(query: Query) -> Case:
+def case_for(query: Query) -> Case:
     c = query.context
     return Case(
         service=query.service,

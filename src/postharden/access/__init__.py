@@ -35,6 +35,8 @@ InputError). What Postfix itself would do with a broken configuration is a Decis
 an exception: `decision == "unavailable"` with the reason in `text`.
 """
 
+from postharden.access.engine import Engine, decide
+from postharden.access.errors import AccessError
 from postharden.access.model import (
     ClientClass,
     ClientContext,
@@ -48,8 +50,6 @@ from postharden.access.model import (
     ServiceRelay,
     TraceStep,
 )
-from postharden.access.errors import AccessError
-from postharden.access.engine import Engine, decide
 from postharden.access.relay import analyze_relay
 
 __all__ = [

@@ -286,9 +286,7 @@ class ServicePolicy:
         self.smtpd_relay_domains = match_list("relay_domains")
         self.virtual_alias_domains = match_list("virtual_alias_domains", rewrite)
         self.virtual_mailbox_domains = match_list("virtual_mailbox_domains", rewrite)
-        self.inet_addresses = _interface_addresses(
-            r("inet_interfaces"), r("proxy_interfaces")
-        )
+        self.inet_addresses = _interface_addresses(r("inet_interfaces"), r("proxy_interfaces"))
         self.maps = {
             name: [self.tables.get(spec) for spec in split_list(e(name)) if ":" in spec]
             for name in (
@@ -309,7 +307,9 @@ class ServicePolicy:
 
     def _list(self, context: Context, parameter: str) -> RestrictionList:
         return RestrictionList(
-            parameter, tuple(split_list(context.expanded(parameter))), str(context.origin(parameter))
+            parameter,
+            tuple(split_list(context.expanded(parameter))),
+            str(context.origin(parameter)),
         )
 
     # -- the start-up check of smtpd_check_init() -------------------------------------
@@ -475,7 +475,9 @@ class _Eval:
 
     # -- trace and replies ------------------------------------------------------------
 
-    def step(self, restriction: str, result: StepResult, detail: str = "", origin: str = "") -> None:
+    def step(
+        self, restriction: str, result: StepResult, detail: str = "", origin: str = ""
+    ) -> None:
         self.trace.append(TraceStep(self.stage, restriction, result, origin or self.origin, detail))
 
     def reject(
@@ -513,7 +515,9 @@ class _Eval:
 
     # -- stages -----------------------------------------------------------------------
 
-    def check_list(self, stage: str, lst: RestrictionList, reply_name: str, reply_class: str) -> int:
+    def check_list(
+        self, stage: str, lst: RestrictionList, reply_name: str, reply_class: str
+    ) -> int:
         self.stage = stage
         self.origin = lst.origin
         self.recursion = 0
@@ -582,7 +586,13 @@ class _Eval:
     # -- building blocks used by the handlers ---------------------------------------------
 
     def table_result(
-        self, shown: str, table: Table, hit: Hit, key: str, reply_name: str, reply_class: str,
+        self,
+        shown: str,
+        table: Table,
+        hit: Hit,
+        key: str,
+        reply_name: str,
+        reply_class: str,
         def_acl: str,
     ) -> int:
         """check_table_result(): what an access-map value does."""
@@ -605,14 +615,20 @@ class _Eval:
             return DUNNO
         if upper in ("REJECT", "DEFER"):
             dsn, text = text_or("Access denied")
-            code = self.p.codes["access_map_reject_code" if upper == "REJECT" else "access_map_defer_code"]
+            code = self.p.codes[
+                "access_map_reject_code" if upper == "REJECT" else "access_map_defer_code"
+            ]
             dsn = _dsn_fix(dsn or ("5.7.1" if upper == "REJECT" else "4.7.1"), reply_class)
-            status = self.reject(code, dsn, f"<{reply_name}>: {reply_class} rejected: {text}", what=shown)
+            status = self.reject(
+                code, dsn, f"<{reply_name}>: {reply_class} rejected: {text}", what=shown
+            )
             self.step(shown, _status_result(status, self.reply[0]), detail)
             return status
         if upper in ("INFO", "WARN", "FILTER", "HOLD", "REDIRECT", "BCC", "PREPEND", "HANGUP"):
             if upper == "HANGUP":
-                self.step(shown, "error", detail + ": drops the connection (unsupported test action)")
+                self.step(
+                    shown, "error", detail + ": drops the connection (unsupported test action)"
+                )
                 return DUNNO
             self.step(shown, "dunno", detail + f": {upper} does not decide")
             return DUNNO
@@ -652,7 +668,9 @@ class _Eval:
             dsn, text = _dsn_split(rest)
             dsn = _dsn_fix(dsn or (command[0] + ".7.1"), reply_class)
             status = self.reject(
-                int(command), dsn, f"<{reply_name}>: {reply_class} rejected: {text or 'Access denied'}",
+                int(command),
+                dsn,
+                f"<{reply_name}>: {reply_class} rejected: {text or 'Access denied'}",
                 what=shown,
             )
             self.step(shown, _status_result(status, self.reply[0]), detail)
@@ -663,7 +681,9 @@ class _Eval:
         if ":" in value:
             self.server_error(f"access table {table.spec} has entry with lookup table: {value}")
         if self.recursion > 100:
-            self.server_error(f"access table {table.spec} entry {value} causes unreasonable recursion")
+            self.server_error(
+                f"access table {table.spec} entry {value} causes unreasonable recursion"
+            )
         words = tuple(split_list(value))
         if not words:
             self.step(shown, "permit", detail + " (empty value means OK)")
@@ -676,11 +696,15 @@ class _Eval:
         finally:
             self.origin = saved_origin
 
-    def defer_if(self, target: _Defer, code: int, dsn: str, text: str, shown: str, detail: str) -> None:
+    def defer_if(
+        self, target: _Defer, code: int, dsn: str, text: str, shown: str, detail: str
+    ) -> None:
         if not target.active:
             target.active = True
             target.code, target.dsn, target.text = code, dsn, text
-        kind: StepResult = "defer_if_permit" if target is self.defer_if_permit else "defer_if_reject"
+        kind: StepResult = (
+            "defer_if_permit" if target is self.defer_if_permit else "defer_if_reject"
+        )
         self.step(shown, kind, (detail + ": " if detail else "") + f"{code} {dsn} {text}")
 
     def lookup(self, table: Table, key: str, partial: bool, shown: str) -> Hit | None:
@@ -693,7 +717,12 @@ class _Eval:
         return table.get(key, partial)
 
     def domain_access(
-        self, shown: str, table: Table, domain: str, reply_name: str, reply_class: str,
+        self,
+        shown: str,
+        table: Table,
+        domain: str,
+        reply_name: str,
+        reply_class: str,
         def_acl: str,
     ) -> tuple[int, bool]:
         """check_domain_access(): the name, then its parent domains (fixed tables only)."""
@@ -703,7 +732,9 @@ class _Eval:
         while name:
             hit = self.lookup(table, name, not first, shown)
             if hit is not None:
-                return self.table_result(shown, table, hit, name, reply_name, reply_class, def_acl), True
+                return self.table_result(
+                    shown, table, hit, name, reply_name, reply_class, def_acl
+                ), True
             if numeric:
                 break
             dot = name.find(".", 1)
@@ -714,7 +745,12 @@ class _Eval:
         return DUNNO, False
 
     def addr_access(
-        self, shown: str, table: Table, address: str, reply_name: str, reply_class: str,
+        self,
+        shown: str,
+        table: Table,
+        address: str,
+        reply_name: str,
+        reply_class: str,
         def_acl: str,
     ) -> tuple[int, bool]:
         """check_addr_access(): the address, then shorter prefixes (fixed tables only)."""
@@ -724,7 +760,9 @@ class _Eval:
         while True:
             hit = self.lookup(table, key, not first, shown)
             if hit is not None:
-                return self.table_result(shown, table, hit, key, reply_name, reply_class, def_acl), True
+                return self.table_result(
+                    shown, table, hit, key, reply_name, reply_class, def_acl
+                ), True
             first = False
             cut = key.rfind(delimiter)
             if cut <= 0:
@@ -733,7 +771,12 @@ class _Eval:
         return DUNNO, False
 
     def mail_access(
-        self, shown: str, table: Table, address: str, reply_name: str, reply_class: str,
+        self,
+        shown: str,
+        table: Table,
+        address: str,
+        reply_name: str,
+        reply_class: str,
         def_acl: str,
     ) -> int:
         """check_mail_access(): user+ext@domain, user@domain, domain, parents, user@."""
@@ -797,11 +840,17 @@ class _Eval:
         if sender_class and self.addr_find(maps["sender_canonical_maps"], resolved) is not None:
             return DUNNO
         dsn = "5.1.0" if sender_class else "5.1.1"
-        table_name = {"local": "local recipient", "virtual": "virtual mailbox", "relay": "relay recipient"}
+        table_name = {
+            "local": "local recipient",
+            "virtual": "virtual mailbox",
+            "relay": "relay recipient",
+        }
         if resolved.klass == "alias":
             code = self.p.codes["unknown_virtual_alias_reject_code"]
             return self.reject(
-                code, dsn, f"<{address}>: {reply_class} rejected: User unknown in virtual alias table",
+                code,
+                dsn,
+                f"<{address}>: {reply_class} rejected: User unknown in virtual alias table",
                 "bounce",
             )
         if resolved.klass == "local":
@@ -823,8 +872,10 @@ class _Eval:
             return DUNNO
         suffix = f" in {table_name[resolved.klass]} table" if self.p.show_table else ""
         status = self.reject(
-            self.p.codes[code_name], dsn,
-            f"<{address}>: {reply_class} rejected: User unknown{suffix}", "bounce",
+            self.p.codes[code_name],
+            dsn,
+            f"<{address}>: {reply_class} rejected: User unknown{suffix}",
+            "bounce",
         )
         return status
 
@@ -876,9 +927,12 @@ def _dsn_fix(dsn: str, reply_class: str) -> str:
     if len(dsn) > 4 and dsn[1:4] == ".1.":
         if reply_class == SENDER:
             micro = dsn[4:]
-            return dsn[:4] + {"1": "0", "2": "0", "3": "3", "6": "6", "7": "7", "8": "8"}.get(
-                micro, "0"
-            ) if micro != "0" else dsn
+            return (
+                dsn[:4]
+                + {"1": "0", "2": "0", "3": "3", "6": "6", "7": "7", "8": "8"}.get(micro, "0")
+                if micro != "0"
+                else dsn
+            )
         if reply_class == RECIPIENT:
             return dsn
         return "4.0.0"
@@ -941,23 +995,33 @@ def _ignored_after(ev: _Eval, shown: str, words: tuple[str, ...], i: int) -> str
 
 
 @_handler("permit")
-def _permit(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _permit(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     ev.step(shown, "permit", _ignored_after(ev, shown, words, i).lstrip("; "))
     return OK
 
 
 @_handler("reject", "defer")
-def _reject_all(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _reject_all(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     if shown.lower() == "reject":
-        status = ev.reject(ev.p.codes["reject_code"], "5.7.1", f"<{rn}>: {rc} rejected: Access denied", what=shown)
+        status = ev.reject(
+            ev.p.codes["reject_code"], "5.7.1", f"<{rn}>: {rc} rejected: Access denied", what=shown
+        )
     else:
-        status = ev.reject(ev.p.codes["defer_code"], "4.3.2", f"<{rn}>: {rc} rejected: Try again later", what=shown)
+        status = ev.reject(
+            ev.p.codes["defer_code"], "4.3.2", f"<{rn}>: {rc} rejected: Try again later", what=shown
+        )
     ev.step(shown, _status_result(status, ev.reply[0]), ev.reply[1] if status else "")
     return status
 
 
 @_handler("defer_if_permit")
-def _defer_if_permit(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _defer_if_permit(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     text = f"<{rn}>: {rc} rejected: defer_if_permit requested"
     if ev.warn_if_reject == 0:
         ev.defer_if(ev.defer_if_permit, 450, "4.7.0", text, shown, "")
@@ -966,52 +1030,86 @@ def _defer_if_permit(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str
 
 
 @_handler("defer_if_reject")
-def _defer_if_reject(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
-    ev.defer_if(ev.defer_if_reject, 450, "4.7.0", f"<{rn}>: {rc} rejected: defer_if_reject requested", shown, "")
+def _defer_if_reject(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
+    ev.defer_if(
+        ev.defer_if_reject,
+        450,
+        "4.7.0",
+        f"<{rn}>: {rc} rejected: defer_if_reject requested",
+        shown,
+        "",
+    )
     return DUNNO
 
 
 @_handler("reject_unauth_pipelining", "reject_multi_recipient_bounce", "sleep")
-def _quiet(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _quiet(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     ev.step(shown, "dunno", "a well-behaved client with one recipient passes")
     return DUNNO
 
 
 @_handler("reject_plaintext_session")
-def _plaintext(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
-    status = ev.reject(ev.p.codes["plaintext_reject_code"], "4.7.1", "Session encryption is required", what=shown)
+def _plaintext(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
+    status = ev.reject(
+        ev.p.codes["plaintext_reject_code"], "4.7.1", "Session encryption is required", what=shown
+    )
     ev.step(shown, _status_result(status, ev.reply[0]), "the session is not encrypted")
     return status
 
 
 @_handler("permit_mynetworks")
-def _permit_mynetworks(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _permit_mynetworks(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     item = ev.p.mynetworks.match_client(ev.name, ev.addr)
     if item is None:
         for outside in ev.p.mynetworks.outside_items():
             if ev.ask(shown, f"{outside.text} (in mynetworks) lists the client"):
-                ev.step(shown, "permit", f"client matches {outside.text}", str(ev.p.context.origin("mynetworks")))
+                ev.step(
+                    shown,
+                    "permit",
+                    f"client matches {outside.text}",
+                    str(ev.p.context.origin("mynetworks")),
+                )
                 return OK
         if ev.p.mynetworks.errors:
             ev.server_error("; ".join(ev.p.mynetworks.errors))
         ev.step(shown, "dunno", f"{ev.addr} is not in mynetworks")
         return DUNNO
-    ev.step(shown, "permit", f"client matches mynetworks entry {item.text} ({ev.p.context.origin('mynetworks')})")
+    ev.step(
+        shown,
+        "permit",
+        f"client matches mynetworks entry {item.text} ({ev.p.context.origin('mynetworks')})",
+    )
     return OK
 
 
 @_handler("permit_inet_interfaces")
-def _permit_inet(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _permit_inet(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     try:
         mine = ipaddress.ip_address(ev.addr) in ev.p.inet_addresses
     except ValueError:
         mine = False
-    ev.step(shown, "permit" if mine else "dunno", f"{ev.addr} {'is' if mine else 'is not'} one of this host's inet_interfaces")
+    ev.step(
+        shown,
+        "permit" if mine else "dunno",
+        f"{ev.addr} {'is' if mine else 'is not'} one of this host's inet_interfaces",
+    )
     return OK if mine else DUNNO
 
 
 @_handler("permit_sasl_authenticated")
-def _permit_sasl(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _permit_sasl(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     if not ev.p.sasl_enabled:
         ev.step(shown, "dunno", "smtpd_sasl_auth_enable = no: never permits")
         return DUNNO
@@ -1023,7 +1121,9 @@ def _permit_sasl(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, wo
 
 
 @_handler("permit_tls_clientcerts", "permit_tls_all_clientcerts")
-def _permit_certs(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _permit_certs(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     if ev.ask(shown, "the client presents a trusted TLS client certificate"):
         ev.step(shown, "permit", "client certificate (outside answer)")
         return OK
@@ -1032,7 +1132,9 @@ def _permit_certs(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, w
 
 
 @_handler("check_ccert_access")
-def _ccert(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _ccert(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     if ev.ask(shown, "the client's TLS certificate fingerprint is in the table"):
         ev.step(shown, "permit", "client certificate (outside answer)")
         return OK
@@ -1043,13 +1145,17 @@ def _ccert(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: t
 def _need_table(ev: _Eval, shown: str, arg: str) -> Table:
     table = ev.table_for(arg)
     if table is None:
-        ev.server_error(f'restriction {shown.split()[0]}: bad argument "{arg}": need maptype:mapname')
+        ev.server_error(
+            f'restriction {shown.split()[0]}: bad argument "{arg}": need maptype:mapname'
+        )
         raise AssertionError  # unreachable: server_error raises
     return table
 
 
 @_handler("check_client_access")
-def _client_access(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _client_access(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     table = _need_table(ev, shown, arg)
     status, found = ev.domain_access(shown, table, ev.name, ev.namaddr, CLIENT, acl)
     if status or found:
@@ -1061,11 +1167,15 @@ def _client_access(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, 
 
 
 @_handler("check_reverse_client_access")
-def _reverse_access(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _reverse_access(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     table = _need_table(ev, shown, arg)
     status, found = ev.domain_access(shown, table, ev.name, ev.name, "Unverified Client host", acl)
     if not (status or found):
-        status, found = ev.addr_access(shown, table, ev.addr, ev.name, "Unverified Client host", acl)
+        status, found = ev.addr_access(
+            shown, table, ev.addr, ev.name, "Unverified Client host", acl
+        )
     if status == OK:
         ev.server_error(f"restriction {shown} returns OK for {ev.name}: not allowed")
     if not found:
@@ -1074,7 +1184,9 @@ def _reverse_access(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str,
 
 
 @_handler("check_helo_access")
-def _helo_access(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _helo_access(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     table = _need_table(ev, shown, arg)
     if ev.helo_name is None:
         ev.step(shown, "skipped", "no HELO/EHLO")
@@ -1086,7 +1198,9 @@ def _helo_access(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, wo
 
 
 @_handler("check_sender_access")
-def _sender_access(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _sender_access(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     table = _need_table(ev, shown, arg)
     if ev.sender is None:
         ev.step(shown, "skipped", "no MAIL FROM yet")
@@ -1105,7 +1219,9 @@ def _sender_access(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, 
 
 
 @_handler("check_recipient_access")
-def _recipient_access(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _recipient_access(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     table = _need_table(ev, shown, arg)
     if ev.recipient is None:
         ev.step(shown, "skipped", "no RCPT TO yet")
@@ -1118,14 +1234,18 @@ def _recipient_access(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: st
 
 
 @_handler("check_etrn_access")
-def _etrn_access(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _etrn_access(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     _need_table(ev, shown, arg)
     ev.step(shown, "skipped", "no ETRN")
     return DUNNO
 
 
 @_handler("check_sasl_access")
-def _sasl_access(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _sasl_access(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     table = _need_table(ev, shown, arg)
     if not ev.p.sasl_enabled or not ev.c.sasl_user:
         ev.step(shown, "skipped", "not authenticated" if ev.p.sasl_enabled else "SASL is off")
@@ -1134,25 +1254,29 @@ def _sasl_access(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, wo
     if hit is None:
         ev.step(shown, "dunno", f"no entry for {ev.c.sasl_user}")
         return DUNNO
-    return ev.table_result(shown, table, hit, ev.c.sasl_user, ev.c.sasl_user, "SASL login name", acl)
+    return ev.table_result(
+        shown, table, hit, ev.c.sasl_user, ev.c.sasl_user, "SASL login name", acl
+    )
 
 
 @_handler("reject_unknown_client_hostname")
-def _unknown_client(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _unknown_client(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     if ev.c.name:
         ev.step(shown, "dunno", f"client name {ev.c.name} is known (verified)")
         return DUNNO
     status = ev.reject(
-        ev.p.codes["unknown_client_reject_code"], "4.7.25",
-        f"Client host rejected: cannot find your hostname, [{ev.addr}]", what=shown,
+        ev.p.codes["unknown_client_reject_code"],
+        "4.7.25",
+        f"Client host rejected: cannot find your hostname, [{ev.addr}]",
+        what=shown,
     )
     ev.step(shown, _status_result(status, ev.reply[0]), "client name is unknown")
     return status
 
 
-def _dns_reject(
-    ev: _Eval, shown: str, question: str, code: int, dsn: str, text: str
-) -> int:
+def _dns_reject(ev: _Eval, shown: str, question: str, code: int, dsn: str, text: str) -> int:
     if ev.ask(shown, question):
         status = ev.reject(code, dsn, text, what=shown)
         ev.step(shown, _status_result(status, ev.reply[0]), f"outside answer: {question}")
@@ -1162,22 +1286,34 @@ def _dns_reject(
 
 
 @_handler("reject_unknown_reverse_client_hostname")
-def _unknown_reverse(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _unknown_reverse(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     if not ev.c.name:
         status = ev.reject(
-            ev.p.codes["unknown_client_reject_code"], "4.7.1",
-            f"Client host rejected: cannot find your reverse hostname, [{ev.addr}]", what=shown,
+            ev.p.codes["unknown_client_reject_code"],
+            "4.7.1",
+            f"Client host rejected: cannot find your reverse hostname, [{ev.addr}]",
+            what=shown,
         )
         ev.step(shown, _status_result(status, ev.reply[0]), "client name is unknown")
         return status
     return _dns_reject(
-        ev, shown, f"{ev.addr} has no reverse DNS name", ev.p.codes["unknown_client_reject_code"],
-        "4.7.1", f"Client host rejected: cannot find your reverse hostname, [{ev.addr}]",
+        ev,
+        shown,
+        f"{ev.addr} has no reverse DNS name",
+        ev.p.codes["unknown_client_reject_code"],
+        "4.7.1",
+        f"Client host rejected: cannot find your reverse hostname, [{ev.addr}]",
     )
 
 
-@_handler("reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname", "reject_unknown_helo_hostname")
-def _helo_syntax(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+@_handler(
+    "reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname", "reject_unknown_helo_hostname"
+)
+def _helo_syntax(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     helo = ev.helo_name
     if helo is None:
         ev.step(shown, "skipped", "no HELO/EHLO")
@@ -1187,8 +1323,10 @@ def _helo_syntax(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, wo
         inner = helo[1:-1] if helo.endswith("]") and len(helo) > 2 else helo
         if not _valid_mailhost_addr(inner):
             status = ev.reject(
-                ev.p.codes["invalid_hostname_reject_code"], "5.5.2",
-                f"<{helo}>: Helo command rejected: invalid ip address", what=shown,
+                ev.p.codes["invalid_hostname_reject_code"],
+                "5.5.2",
+                f"<{helo}>: Helo command rejected: invalid ip address",
+                what=shown,
             )
             ev.step(shown, _status_result(status, ev.reply[0]), "invalid address literal")
             return status
@@ -1198,8 +1336,10 @@ def _helo_syntax(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, wo
     if kind == "reject_invalid_helo_hostname":
         if not valid_hostname(test) and not _valid_hostaddr(test):
             status = ev.reject(
-                ev.p.codes["invalid_hostname_reject_code"], "5.5.2",
-                f"<{helo}>: Helo command rejected: Invalid name", what=shown,
+                ev.p.codes["invalid_hostname_reject_code"],
+                "5.5.2",
+                f"<{helo}>: Helo command rejected: Invalid name",
+                what=shown,
             )
             ev.step(shown, _status_result(status, ev.reply[0]), f"{helo} is not a valid host name")
             return status
@@ -1208,16 +1348,22 @@ def _helo_syntax(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, wo
     if kind == "reject_non_fqdn_helo_hostname":
         if not valid_hostname(test) or "." not in test:
             status = ev.reject(
-                ev.p.codes["non_fqdn_reject_code"], "5.5.2",
-                f"<{helo}>: Helo command rejected: need fully-qualified hostname", what=shown,
+                ev.p.codes["non_fqdn_reject_code"],
+                "5.5.2",
+                f"<{helo}>: Helo command rejected: need fully-qualified hostname",
+                what=shown,
             )
             ev.step(shown, _status_result(status, ev.reply[0]), f"{helo} is not fully qualified")
             return status
         ev.step(shown, "dunno", f"{helo} is fully qualified")
         return DUNNO
     return _dns_reject(
-        ev, shown, f"{helo} has no DNS A, AAAA or MX record", ev.p.codes["unknown_hostname_reject_code"],
-        "4.7.1", f"<{helo}>: Helo command rejected: Host not found",
+        ev,
+        shown,
+        f"{helo} has no DNS A, AAAA or MX record",
+        ev.p.codes["unknown_hostname_reject_code"],
+        "4.7.1",
+        f"<{helo}>: Helo command rejected: Host not found",
     )
 
 
@@ -1240,7 +1386,9 @@ def _valid_ipv4_text(text: str) -> bool:
 
 
 @_handler("reject_non_fqdn_sender", "reject_non_fqdn_recipient")
-def _non_fqdn_address(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _non_fqdn_address(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     is_sender = shown.lower().endswith("sender")
     address = ev.sender if is_sender else ev.recipient
     if address is None or (is_sender and address == ""):
@@ -1253,7 +1401,8 @@ def _non_fqdn_address(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: st
     test = _strip_dot(domain)
     if not test or not valid_hostname(test) or "." not in test:
         status = ev.reject(
-            ev.p.codes["non_fqdn_reject_code"], "4.5.2",
+            ev.p.codes["non_fqdn_reject_code"],
+            "4.5.2",
             f"<{address}>: {SENDER if is_sender else RECIPIENT} rejected: need fully-qualified address",
             what=shown,
         )
@@ -1264,7 +1413,9 @@ def _non_fqdn_address(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: st
 
 
 @_handler("reject_unknown_sender_domain", "reject_unknown_recipient_domain")
-def _unknown_domain(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _unknown_domain(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     is_sender = "sender" in shown.lower() or shown.lower() == "reject_unknown_address"
     address = ev.sender if is_sender else ev.recipient
     if not address:
@@ -1276,30 +1427,50 @@ def _unknown_domain(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str,
         return DUNNO
     klass = SENDER if is_sender else RECIPIENT
     return _dns_reject(
-        ev, shown, f"{resolved.domain} has no DNS MX or A record",
-        ev.p.codes["unknown_address_reject_code"], "4.1.8" if is_sender else "4.1.2",
+        ev,
+        shown,
+        f"{resolved.domain} has no DNS MX or A record",
+        ev.p.codes["unknown_address_reject_code"],
+        "4.1.8" if is_sender else "4.1.2",
         f"<{address}>: {klass} rejected: Domain not found",
     )
 
 
 @_handler("reject_unverified_sender", "reject_unverified_recipient")
-def _unverified(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _unverified(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     is_sender = shown.lower().endswith("sender")
     address = ev.sender if is_sender else ev.recipient
     if not address:
         ev.step(shown, "skipped", "no address to check")
         return DUNNO
     klass = SENDER if is_sender else RECIPIENT
-    code = ev.p.codes["unverified_sender_reject_code" if is_sender else "unverified_recipient_reject_code"]
+    code = ev.p.codes[
+        "unverified_sender_reject_code" if is_sender else "unverified_recipient_reject_code"
+    ]
     return _dns_reject(
-        ev, shown, f"address verification of {address} fails", code, "4.1.1",
+        ev,
+        shown,
+        f"address verification of {address} fails",
+        code,
+        "4.1.1",
         f"<{address}>: {klass} rejected: undeliverable address",
     )
 
 
-@_handler("reject_rbl_client", "reject_rhsbl_client", "reject_rhsbl_reverse_client", "reject_rhsbl_helo",
-          "reject_rhsbl_sender", "reject_rhsbl_recipient", "reject_maps_rbl")
-def _rbl(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+@_handler(
+    "reject_rbl_client",
+    "reject_rhsbl_client",
+    "reject_rhsbl_reverse_client",
+    "reject_rhsbl_helo",
+    "reject_rhsbl_sender",
+    "reject_rhsbl_recipient",
+    "reject_maps_rbl",
+)
+def _rbl(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     kind = ALIASES.get(shown.split()[0].lower(), shown.split()[0].lower())
     subject = {
         "reject_rbl_client": ev.addr,
@@ -1318,13 +1489,19 @@ def _rbl(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tup
         return DUNNO
     domain = arg.split("=")[0] or "the DNS list"
     return _dns_reject(
-        ev, shown, f"{domain} lists {subject}", ev.p.codes["maps_rbl_reject_code"], "5.7.1",
+        ev,
+        shown,
+        f"{domain} lists {subject}",
+        ev.p.codes["maps_rbl_reject_code"],
+        "5.7.1",
         f"Service unavailable; {rc} [{subject}] blocked using {domain}",
     )
 
 
 @_handler("permit_dnswl_client", "permit_rhswl_client", "permit_mx_backup")
-def _dns_permit(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _dns_permit(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     kind = shown.split()[0].lower()
     if kind == "permit_mx_backup":
         if ev.recipient is None:
@@ -1346,32 +1523,56 @@ def _dns_permit(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, wor
 
 
 @_handler(
-    "check_client_ns_access", "check_client_mx_access", "check_client_a_access",
-    "check_reverse_client_ns_access", "check_reverse_client_mx_access", "check_reverse_client_a_access",
-    "check_helo_ns_access", "check_helo_mx_access", "check_helo_a_access",
-    "check_sender_ns_access", "check_sender_mx_access", "check_sender_a_access",
-    "check_recipient_ns_access", "check_recipient_mx_access", "check_recipient_a_access",
+    "check_client_ns_access",
+    "check_client_mx_access",
+    "check_client_a_access",
+    "check_reverse_client_ns_access",
+    "check_reverse_client_mx_access",
+    "check_reverse_client_a_access",
+    "check_helo_ns_access",
+    "check_helo_mx_access",
+    "check_helo_a_access",
+    "check_sender_ns_access",
+    "check_sender_mx_access",
+    "check_sender_a_access",
+    "check_recipient_ns_access",
+    "check_recipient_mx_access",
+    "check_recipient_a_access",
 )
-def _server_access(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _server_access(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     _need_table(ev, shown, arg)
     return _dns_reject(
-        ev, shown, f"DNS servers of the name are in {arg} with a reject action",
-        ev.p.codes["access_map_reject_code"], "5.7.1", f"<{rn}>: {rc} rejected: Access denied",
+        ev,
+        shown,
+        f"DNS servers of the name are in {arg} with a reject action",
+        ev.p.codes["access_map_reject_code"],
+        "5.7.1",
+        f"<{rn}>: {rc} rejected: Access denied",
     )
 
 
 @_handler("check_policy_service")
-def _policy(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _policy(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     if ":" not in arg:
         ev.server_error("restriction check_policy_service must be followed by transport:server")
     return _dns_reject(
-        ev, shown, f"the policy server {arg} answers REJECT", ev.p.codes["access_map_reject_code"],
-        "5.7.1", f"<{rn}>: {rc} rejected: policy service rejected",
+        ev,
+        shown,
+        f"the policy server {arg} answers REJECT",
+        ev.p.codes["access_map_reject_code"],
+        "5.7.1",
+        f"<{rn}>: {rc} rejected: policy service rejected",
     )
 
 
 @_handler("permit_naked_ip_address")
-def _naked(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _naked(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     helo = ev.helo_name
     if helo and all(ch in "0123456789.:" for ch in helo) and _valid_mailhost_addr(helo):
         ev.step(shown, "permit", "HELO is a bare IP address (deprecated restriction)")
@@ -1381,39 +1582,53 @@ def _naked(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: t
 
 
 @_handler("reject_unauth_destination", "defer_unauth_destination")
-def _unauth_destination(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _unauth_destination(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     if ev.recipient is None:
         ev.step(shown, "skipped", "no recipient")
         return DUNNO
     allowed, resolved = ev.auth_destination(ev.recipient)
     if allowed:
-        ev.step(shown, "dunno", f"{resolved.domain} is a {_CLASS_WORDS[resolved.klass]} destination")
+        ev.step(
+            shown, "dunno", f"{resolved.domain} is a {_CLASS_WORDS[resolved.klass]} destination"
+        )
         return DUNNO
     code = ev.p.codes["relay_domains_reject_code"]
     dsn = "5.7.1"
     if shown.lower() == "defer_unauth_destination":
         code, dsn = code - 100, "4.7.1"
     status = ev.reject(code, dsn, f"<{ev.recipient}>: Relay access denied", what=shown)
-    why = "source-routed address" if resolved.routed else f"{resolved.domain or 'the domain'} is not a destination of this server"
+    why = (
+        "source-routed address"
+        if resolved.routed
+        else f"{resolved.domain or 'the domain'} is not a destination of this server"
+    )
     ev.step(shown, _status_result(status, ev.reply[0]), why)
     return status
 
 
 @_handler("permit_auth_destination")
-def _permit_auth_destination(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _permit_auth_destination(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     if ev.recipient is None:
         ev.step(shown, "skipped", "no recipient")
         return DUNNO
     allowed, resolved = ev.auth_destination(ev.recipient)
     if allowed:
-        ev.step(shown, "permit", f"{resolved.domain} is a {_CLASS_WORDS[resolved.klass]} destination")
+        ev.step(
+            shown, "permit", f"{resolved.domain} is a {_CLASS_WORDS[resolved.klass]} destination"
+        )
         return OK
     ev.step(shown, "dunno", f"{resolved.domain} is not a destination of this server")
     return DUNNO
 
 
 @_handler("check_relay_domains")
-def _check_relay_domains(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _check_relay_domains(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     if ev.recipient is None:
         ev.step(shown, "skipped", "no recipient")
         return DUNNO
@@ -1422,18 +1637,24 @@ def _check_relay_domains(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl:
         return OK
     allowed, resolved = ev.auth_destination(ev.recipient)
     if allowed:
-        ev.step(shown, "permit", f"{resolved.domain} is a {_CLASS_WORDS[resolved.klass]} destination")
+        ev.step(
+            shown, "permit", f"{resolved.domain} is a {_CLASS_WORDS[resolved.klass]} destination"
+        )
         return OK
     status = ev.reject(
-        ev.p.codes["relay_domains_reject_code"], "5.7.1",
-        f"<{rn}>: {rc} rejected: Relay access denied", what=shown,
+        ev.p.codes["relay_domains_reject_code"],
+        "5.7.1",
+        f"<{rn}>: {rc} rejected: Relay access denied",
+        what=shown,
     )
     ev.step(shown, _status_result(status, ev.reply[0]), "obsolete restriction")
     return status
 
 
 @_handler("reject_unlisted_recipient")
-def _unlisted_recipient(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _unlisted_recipient(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     if not ev.recipient:
         ev.step(shown, "skipped", "no recipient")
         return DUNNO
@@ -1442,12 +1663,18 @@ def _unlisted_recipient(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: 
     if ev.warn_if_reject == 0:
         ev.recipient_checked = True
     status = ev.rcpt_maps(ev.recipient, RECIPIENT)
-    ev.step(shown, _status_result(status, ev.reply[0]), ev.reply[1] if status else "recipient is known or not checked")
+    ev.step(
+        shown,
+        _status_result(status, ev.reply[0]),
+        ev.reply[1] if status else "recipient is known or not checked",
+    )
     return status
 
 
 @_handler("reject_unlisted_sender")
-def _unlisted_sender(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _unlisted_sender(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     if not ev.sender:
         ev.step(shown, "skipped", "no sender")
         return DUNNO
@@ -1456,7 +1683,11 @@ def _unlisted_sender(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str
     if ev.warn_if_reject == 0:
         ev.sender_checked = True
     status = ev.rcpt_maps(ev.sender, SENDER)
-    ev.step(shown, _status_result(status, ev.reply[0]), ev.reply[1] if status else "sender is known or not checked")
+    ev.step(
+        shown,
+        _status_result(status, ev.reply[0]),
+        ev.reply[1] if status else "sender is known or not checked",
+    )
     return status
 
 
@@ -1465,7 +1696,9 @@ def _unlisted_sender(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str
     "reject_known_sender_login_mismatch",
     "reject_unauthenticated_sender_login_mismatch",
 )
-def _login_mismatch(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int) -> int:
+def _login_mismatch(
+    ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
+) -> int:
     if not ev.p.sasl_enabled:
         ev.step(shown, "dunno", "ignored: no SASL support (smtpd_sasl_auth_enable = no)")
         return DUNNO
@@ -1484,11 +1717,18 @@ def _login_mismatch(ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str,
         if user.lower() in owners:
             ev.step(shown, "dunno", f"{ev.sender} is owned by {user}")
             return DUNNO
-        status = ev.reject(553, "5.7.1", f"<{ev.sender}>: Sender address rejected: not owned by user {user}", what=shown)
+        status = ev.reject(
+            553,
+            "5.7.1",
+            f"<{ev.sender}>: Sender address rejected: not owned by user {user}",
+            what=shown,
+        )
         ev.step(shown, _status_result(status, ev.reply[0]), "smtpd_sender_login_maps")
         return status
     if not user and kind != "reject_authenticated_sender_login_mismatch" and owners_hit is not None:
-        status = ev.reject(553, "5.7.1", f"<{ev.sender}>: Sender address rejected: not logged in", what=shown)
+        status = ev.reject(
+            553, "5.7.1", f"<{ev.sender}>: Sender address rejected: not logged in", what=shown
+        )
         ev.step(shown, _status_result(status, ev.reply[0]), "smtpd_sender_login_maps")
         return status
     ev.step(shown, "dunno", "")
@@ -1541,7 +1781,9 @@ def _run_session(ev: _Eval) -> _Outcome:
     ev.stage = "mail"
     if p.helo_required and ev.helo_name is None:
         ev.step(
-            "smtpd_helo_required", "reject", "send HELO/EHLO first",
+            "smtpd_helo_required",
+            "reject",
+            "send HELO/EHLO first",
             str(p.context.origin("smtpd_helo_required")),
         )
         return _Outcome("mail", 503, "5.5.1 Error: send HELO/EHLO first")
@@ -1584,7 +1826,8 @@ def _run_session(ev: _Eval) -> _Outcome:
         order = [("recipient", rcpt)]
         ev.stage = "relay"
         ev.step(
-            "smtpd_relay_restrictions", "dunno",
+            "smtpd_relay_restrictions",
+            "dunno",
             "compatibility_level < 1 and not set: empty (Postfix only logs what the newer "
             "default would do)",
             relay.origin,
@@ -1608,7 +1851,8 @@ def _run_session(ev: _Eval) -> _Outcome:
     ev.stage = "builtin"
     if dip.active:
         ev.step(
-            "defer_if_permit", "defer",
+            "defer_if_permit",
+            "defer",
             f"an earlier defer_if_permit turns the result into {dip.code}",
         )
         status = ev.reject(dip.code, dip.dsn, dip.text, dip.error_class)
@@ -1621,8 +1865,11 @@ def _run_session(ev: _Eval) -> _Outcome:
         except _ServerError:
             status = REJECT
         ev.step(
-            "smtpd_reject_unlisted_recipient", _status_result(status, ev.reply[0]),
-            ev.reply[1] if status == REJECT else "recipient is known (or its domain is not checked)",
+            "smtpd_reject_unlisted_recipient",
+            _status_result(status, ev.reply[0]),
+            ev.reply[1]
+            if status == REJECT
+            else "recipient is known (or its domain is not checked)",
         )
         if status == REJECT:
             return _Outcome("rcpt", *ev.reply)
@@ -1653,7 +1900,8 @@ def _check_mail(ev: _Eval) -> tuple[int, bool]:
         except _ServerError:
             status = REJECT
         ev.step(
-            "smtpd_reject_unlisted_sender", _status_result(status, ev.reply[0]),
+            "smtpd_reject_unlisted_sender",
+            _status_result(status, ev.reply[0]),
             ev.reply[1] if status == REJECT else "sender is known (or its domain is not checked)",
         )
     return status, dip_sender
@@ -1705,8 +1953,14 @@ class Engine:
             message, where = policy.startup_problem
             step = TraceStep("startup", "smtpd_check_init", "error", where, message)
             return Decision(
-                policy.key, "connect", 0, f"fatal: {message}", "unavailable", (step,),
-                (), tuple(policy.warnings),
+                policy.key,
+                "connect",
+                0,
+                f"fatal: {message}",
+                "unavailable",
+                (step,),
+                (),
+                tuple(policy.warnings),
             )
         primary, questions = self._evaluate(policy, client, {})
         outside: list[Outside] = []
@@ -1715,8 +1969,14 @@ class Engine:
             outside.append(Outside(restriction, origin, question, other))
         if outside:
             primary = Decision(
-                primary.service, primary.command, primary.code, primary.text, primary.decision,
-                primary.trace, tuple(outside), primary.warnings,
+                primary.service,
+                primary.command,
+                primary.code,
+                primary.text,
+                primary.decision,
+                primary.trace,
+                tuple(outside),
+                primary.warnings,
             )
         return primary
 
@@ -1728,8 +1988,9 @@ class Engine:
         if policy.soft_bounce and outcome.code >= 500:
             # smtpd_chat_reply() turns every 5xx into 4xx, protocol errors included.
             outcome = _Outcome(
-                outcome.command, outcome.code - 100, "4" + outcome.text[1:]
-                if outcome.text[:1] == "5" else outcome.text,
+                outcome.command,
+                outcome.code - 100,
+                "4" + outcome.text[1:] if outcome.text[:1] == "5" else outcome.text,
             )
         decision = Decision(
             policy.key,
@@ -1744,8 +2005,6 @@ class Engine:
         return decision, ev.questions
 
 
-def decide(
-    config: PostfixConfig, service: str | Service | None, client: ClientContext
-) -> Decision:
+def decide(config: PostfixConfig, service: str | Service | None, client: ClientContext) -> Decision:
     """What smtpd of `service` answers this client (see Engine for many decisions)."""
     return Engine(config).decide(service, client)

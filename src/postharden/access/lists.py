@@ -69,9 +69,8 @@ def _match_hostname(lst: MatchList, item: ListItem, name: str) -> bool:
         entry = name
         first = True
         while entry:
-            if first or table.fixed:
-                if table.get(entry, partial=not first) is not None:
-                    return True
+            if (first or table.fixed) and table.get(entry, partial=not first) is not None:
+                return True
             first = False
             dot = entry.find(".", 1)
             if dot < 0:

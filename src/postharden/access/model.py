@@ -174,12 +174,15 @@ class MatrixCell:
     destination: str  # DestinationClass.id
     decision: Decision
     relays: bool  # accepted for a destination this server does not own
+    context: ClientContext  # the case asked (the sender and HELO that got furthest)
 
     def as_dict(self) -> dict[str, object]:
         result: dict[str, object] = {
             "client": self.client,
             "destination": self.destination,
             "relays": self.relays,
+            "sender": self.context.sender,
+            "helo": self.context.helo,
         }
         result.update(self.decision.summary_dict())
         if self.decision.outside:

@@ -23,6 +23,7 @@ from postharden.access.model import (
     MatrixCell,
     RelayPath,
     RelayReport,
+    RelayVerdict,
     Risk,
     ServiceRelay,
 )
@@ -50,9 +51,7 @@ _PRIVATE = [
 def analyze_relay(config: PostfixConfig, engine: Engine | None = None) -> RelayReport:
     """The relay verdict, path, matrix and risks of every smtpd service."""
     engine = engine or Engine(config)
-    services = tuple(
-        _analyze_service(engine, service) for service in config.smtpd_services()
-    )
+    services = tuple(_analyze_service(engine, service) for service in config.smtpd_services())
     return RelayReport(str(config.config_dir), config.postfix_version, services)
 
 
@@ -72,7 +71,12 @@ def _analyze_service(engine: Engine, service: Service) -> ServiceRelay:
         message, where = policy.startup_problem
         summary = f"unavailable: smtpd refuses to run ({where}): {message}"
         return ServiceRelay(
-            service.key, origin, listen, "unavailable", summary, unavailable=f"{where}: {message}",
+            service.key,
+            origin,
+            listen,
+            "unavailable",
+            summary,
+            unavailable=f"{where}: {message}",
             risks=tuple(_risks(policy, service)),
         )
     clients = _client_classes(policy)
@@ -89,7 +93,11 @@ def _analyze_service(engine: Engine, service: Service) -> ServiceRelay:
             for sender in senders:
                 for helo in helos:
                     context = ClientContext(
-                        client.address, client.name, helo, client.sasl_user, sender,
+                        client.address,
+                        client.name,
+                        helo,
+                        client.sasl_user,
+                        sender,
                         destination.recipient,
                     )
                     decision = engine.decide(service, context)
@@ -105,18 +113,22 @@ def _analyze_service(engine: Engine, service: Service) -> ServiceRelay:
                     ):
                         item = next(o for o in decision.outside if o.if_yes.accepted)
                         depends = RelayPath(
-                            client.label, destination.label,
-                            f"{item.restriction} ({item.question})", item.origin, context,
+                            client.label,
+                            destination.label,
+                            f"{item.restriction} ({item.question})",
+                            item.origin,
+                            context,
                         )
                 if best is not None and best.accepted:
                     break
             assert best is not None and best_context is not None
             relays = destination.id == "foreign" and best.accepted
-            matrix.append(MatrixCell(client.id, destination.id, best, relays))
+            matrix.append(MatrixCell(client.id, destination.id, best, relays, best_context))
             if relays and client.id not in _TRUSTED_CLASSES and path is None:
                 rule, rule_origin = _deciding_rule(best)
                 path = RelayPath(client.label, destination.label, rule, rule_origin, best_context)
     risks = tuple(_risks(policy, service))
+    verdict: RelayVerdict
     if path is not None:
         verdict = "open"
         summary = (
@@ -133,18 +145,35 @@ def _analyze_service(engine: Engine, service: Service) -> ServiceRelay:
         )
     else:
         verdict = "closed"
-        summary = "closed: only mynetworks and authenticated clients relay" if any(
-            cell.relays for cell in matrix
-        ) else "closed: no client relays"
+        summary = (
+            "closed: only trusted clients (mynetworks, SASL) relay"
+            if any(cell.relays for cell in matrix)
+            else "closed: no client relays"
+        )
     return ServiceRelay(
-        service.key, origin, listen, verdict, summary, path, None, tuple(clients),
-        tuple(destinations), tuple(matrix), risks,  # type: ignore[arg-type]
+        service.key,
+        origin,
+        listen,
+        verdict,
+        summary,
+        path,
+        None,
+        tuple(clients),
+        tuple(destinations),
+        tuple(matrix),
+        risks,
     )
 
 
 def _deciding_rule(decision: Decision) -> tuple[str, str]:
     for step in reversed(decision.trace):
-        if step.result == "permit" and step.stage in ("relay", "recipient", "client", "helo", "sender"):
+        if step.result == "permit" and step.stage in (
+            "relay",
+            "recipient",
+            "client",
+            "helo",
+            "sender",
+        ):
             detail = f" ({step.detail})" if step.detail else ""
             return f"{step.restriction}{detail} in {_stage_parameter(step.stage)}", step.origin
     relay = [s for s in decision.trace if s.stage in ("relay", "recipient")]
@@ -179,7 +208,11 @@ def _list_networks(lst: MatchList) -> Iterator[tuple[str, str]]:
         if item.network is not None:
             version, net, mask = item.network
             prefix = bin(mask).count("1")
-            network = ipaddress.ip_network((net, prefix)) if version == 4 else ipaddress.IPv6Network((net, prefix))
+            network = (
+                ipaddress.ip_network((net, prefix))
+                if version == 4
+                else ipaddress.IPv6Network((net, prefix))
+            )
             yield _representative(network), item.text
         elif item.table is not None:
             yield from _table_networks(item.table)
@@ -215,9 +248,15 @@ def _client_tables(policy: ServicePolicy) -> list[Table]:
         default = stage in ("client",)
         for i, word in enumerate(words):
             lowered = word.lower()
-            if lowered in ("check_client_access", "check_reverse_client_access") and i + 1 < len(words):
+            if lowered in ("check_client_access", "check_reverse_client_access") and i + 1 < len(
+                words
+            ):
                 tables.append(policy.tables.get(words[i + 1]))
-            elif ":" in word and default and (i == 0 or not words[i - 1].lower().startswith("check_")):
+            elif (
+                ":" in word
+                and default
+                and (i == 0 or not words[i - 1].lower().startswith("check_"))
+            ):
                 tables.append(policy.tables.get(word))
     for name, lst in policy.classes.items():
         del name
@@ -247,7 +286,9 @@ def _client_classes(policy: ServicePolicy) -> list[ClientClass]:
                 name = key.lstrip(".")
                 host = name if key.startswith(".") is False else f"host.{name}"
                 classes.append(
-                    ClientClass(f"name:{key}", f"client named {host} ({hit.where})", OUTSIDE_ADDRESS, host)
+                    ClientClass(
+                        f"name:{key}", f"client named {host} ({hit.where})", OUTSIDE_ADDRESS, host
+                    )
                 )
     classes.append(
         ClientClass("sasl", "SASL-authenticated client", OUTSIDE_ADDRESS, None, "relay-test-user")
@@ -328,7 +369,11 @@ def _risks(policy: ServicePolicy, service: Service) -> Iterator[Risk]:
         lst = policy.lists[stage]
         words = [w.lower() for w in lst.words]
         guard = next(
-            (i for i, w in enumerate(words) if w in ("reject_unauth_destination", "defer_unauth_destination")),
+            (
+                i
+                for i, w in enumerate(words)
+                if w in ("reject_unauth_destination", "defer_unauth_destination")
+            ),
             None,
         )
         for i, word in enumerate(words[: guard if guard is not None else len(words)]):
@@ -403,7 +448,11 @@ def _mynetworks_risks(policy: ServicePolicy) -> Iterator[Risk]:
             continue
         version, net, mask = item.network
         prefix = bin(mask).count("1")
-        network = ipaddress.ip_network((net, prefix)) if version == 4 else ipaddress.IPv6Network((net, prefix))
+        network = (
+            ipaddress.ip_network((net, prefix))
+            if version == 4
+            else ipaddress.IPv6Network((net, prefix))
+        )
         if network.prefixlen == 0:
             yield Risk(
                 "mynetworks-everything",

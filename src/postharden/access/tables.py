@@ -268,7 +268,9 @@ class Table:
         result = []
         for rule in self._cidrs:
             network = ipaddress.ip_network((rule.network, bin(rule.mask).count("1")))
-            result.append((("!" if rule.negate else "") + str(network), Hit(rule.value, rule.where)))
+            result.append(
+                (("!" if rule.negate else "") + str(network), Hit(rule.value, rule.where))
+            )
         return result
 
 
