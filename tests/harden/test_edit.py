@@ -49,19 +49,19 @@ def test_set_main_appends_when_undefined_and_fills_empty_values() -> None:
     text = edit.decode(MAIN)
     new = edit.set_main(text, None, "smtpd_helo_required", "yes")
     assert new == text + "smtpd_helo_required = yes\n"
-    empty = [d for d in parse_main_cf(text, "m", []) if d.name == "smtpd_etrn_restrictions"][0]
+    empty = next(d for d in parse_main_cf(text, "m", []) if d.name == "smtpd_etrn_restrictions")
     assert edit.set_main(text, empty, "smtpd_etrn_restrictions", "a, b").endswith("smtpd_etrn_restrictions = a, b\n")
     assert edit.set_main("a = 1", None, "b", "2") == "a = 1\nb = 2\n"
 
 
 def test_relay_repair_keeps_layout_comments_and_the_admins_maps() -> None:
     text = edit.decode(MAIN)
-    definition = [d for d in parse_main_cf(text, "m", []) if d.name == "smtpd_relay_restrictions"][0]
+    definition = next(d for d in parse_main_cf(text, "m", []) if d.name == "smtpd_relay_restrictions")
     region = edit.main_region(text, definition)
     tokens = region.token_texts(text)
     repair = repair_relay(items_of(tokens), insert=True)
     new = edit.rewrite_list(text, region, group_items(tokens), repair.operations)
-    after = [d for d in parse_main_cf(new, "m", []) if d.name == "smtpd_relay_restrictions"][0]
+    after = next(d for d in parse_main_cf(new, "m", []) if d.name == "smtpd_relay_restrictions")
     items = items_of(split_list(after.value))
     assert [i.text() for i in items] == [
         "permit_mynetworks",

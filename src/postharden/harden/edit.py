@@ -296,6 +296,32 @@ def set_main(text: str, definition: Definition | None, name: str, value: str) ->
     return text + f"{name} = {value}\n"
 
 
+def definition_lines(text: str, definition: Definition) -> str:
+    """The physical lines of a definition, as written (comment lines inside included)."""
+    offsets = line_offsets(text)
+    start = offsets[definition.first_line - 1]
+    end = offsets[definition.last_line] if definition.last_line < len(offsets) else len(text)
+    lines = text[start:end]
+    return lines if lines.endswith("\n") else lines + "\n"
+
+
+def restore_definition(
+    text: str, current: Definition | None, source_text: str, source: Definition
+) -> str:
+    """Put a definition back exactly as it is written in another file (a backup)."""
+    lines = definition_lines(source_text, source)
+    if current is None:
+        if text and not text.endswith("\n"):
+            text += "\n"
+        return text + lines
+    offsets = line_offsets(text)
+    start = offsets[current.first_line - 1]
+    end = offsets[current.last_line] if current.last_line < len(offsets) else len(text)
+    if end == len(text) and not text.endswith("\n"):
+        lines = lines.removesuffix("\n")
+    return text[:start] + lines + text[end:]
+
+
 def delete_main(text: str, definition: Definition) -> str:
     """Remove a definition (all its physical lines)."""
     offsets = line_offsets(text)

@@ -97,10 +97,10 @@ class RollbackResult:
 
     def as_dict(self) -> dict[str, object]:
         return {
+            **self.write.as_dict(),
             "backup": self.backup.as_dict(),
             "parameters": list(self.parameters),
             "details": list(self.details),
-            **self.write.as_dict(),
         }
 
 
@@ -122,9 +122,10 @@ def restore_parameters(
         wanted = old.definition(name)
         have = config.definition(name)
         if wanted is not None:
-            if have is None or have.value != wanted.value:
-                main_text = edit.set_main(main_text, have, name, wanted.value)
-                details.append(f"main.cf: {name} = {wanted.value}")
+            written = edit.definition_lines(backup_main, wanted)
+            if have is None or edit.definition_lines(main_text, have) != written:
+                main_text = edit.restore_definition(main_text, have, backup_main, wanted)
+                details.append(f"main.cf: {name} = {' '.join(wanted.value.split())}")
         else:
             while have is not None:
                 main_text = edit.delete_main(main_text, have)
