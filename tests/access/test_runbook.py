@@ -56,7 +56,7 @@ def test_literal_permit_before_reject_is_an_outage() -> None:
     main = (
         BASE + "smtpd_relay_restrictions = permit_mynetworks, permit, reject_unauth_destination\n"
     )
-    with sandboxed(main) as (sandbox, engine, keys):
+    with sandboxed(main) as (sandbox, engine, _keys):
         report = analyze_relay(engine.config, engine)
         smtp = report.services[0]
         assert smtp.verdict == "unavailable"
@@ -131,7 +131,6 @@ def test_runbook_final_list_is_closed() -> None:
         "smtp inet n - n - - smtpd\n"
         "submission inet n - n - - smtpd\n"
         "  -o smtpd_sasl_auth_enable=yes\n"
-        "  -o smtpd_tls_auth_only=yes\n"
         "  -o smtpd_client_restrictions=permit_sasl_authenticated,reject\n"
         "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n"
         "rewrite unix - - n - - trivial-rewrite\n"

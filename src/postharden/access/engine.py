@@ -478,7 +478,15 @@ class _Eval:
     def step(
         self, restriction: str, result: StepResult, detail: str = "", origin: str = ""
     ) -> None:
-        self.trace.append(TraceStep(self.stage, restriction, result, origin or self.origin, detail))
+        trace = self.trace
+        if (
+            result == "dunno"
+            and trace
+            and trace[-1].result == "warn"
+            and trace[-1].restriction == restriction
+        ):
+            return  # the warning already stands for this restriction
+        trace.append(TraceStep(self.stage, restriction, result, origin or self.origin, detail))
 
     def reject(
         self, code: int, dsn: str, text: str, error_class: str = "policy", what: str = ""
@@ -1114,6 +1122,7 @@ def _permit_sasl(
         ev.step(shown, "dunno", "smtpd_sasl_auth_enable = no: never permits")
         return DUNNO
     if ev.c.sasl_user:
+        # With smtpd_tls_auth_only = yes a login implies that STARTTLS came first.
         ev.step(shown, "permit", f"authenticated as {ev.c.sasl_user}")
         return OK
     ev.step(shown, "dunno", "not authenticated")
