@@ -13,12 +13,16 @@ from functools import cached_property
 from postharden.checks.facts import Facts
 from postharden.checks.model import Evidence, Fix, MasterSetting
 from postharden.checks.roles import Role
-from postharden.config import Context, PostfixConfig, Service, normalize_space
+from postharden.config import Context, PostfixConfig, Service, normalize_space, split_list
 
 MX_PORTS = frozenset({"smtp", "25"})
 SUBMISSION_PORTS = frozenset({"submission", "587"})
 SMTPS_PORTS = frozenset({"smtps", "submissions", "465"})
 LOOPBACK_WORDS = frozenset({"loopback-only", "localhost"})
+# Parameters whose value is text, not a list: commas would change their meaning.
+FREE_TEXT = frozenset(
+    {"smtpd_banner", "smtpd_reject_footer", "smtpd_tls_cert_file", "smtpd_tls_key_file"}
+)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -130,6 +134,16 @@ class CheckEnv:
         service = context.service
         for name, value in settings.items():
             if service is not None and (per_service or service.override(name) is not None):
+                if any(ch.isspace() for ch in value):
+                    # `postconf -P` refuses whitespace in a value (Postfix 3.7). Lists
+                    # take commas instead; free text goes into a main.cf parameter that
+                    # the -o references, as mail stacks do ($mua_client_restrictions).
+                    if name in FREE_TEXT:
+                        helper = f"{service.name.replace('.', '_').replace(':', '_')}_{name}"
+                        main_cf.append((helper, value))
+                        value = f"${helper}"
+                    else:
+                        value = ",".join(split_list(value))
                 master_cf.append(MasterSetting(service.key, name, value))
             else:
                 main_cf.append((name, value))

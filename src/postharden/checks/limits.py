@@ -144,12 +144,14 @@ def message_size(env: CheckEnv) -> Iterable[Hit]:
     """
     context = env.main
     size, mailbox = _numbers(context, "message_size_limit", "mailbox_size_limit")
+    # 40 MB fits the default mailbox_size_limit (51200000) and any smaller one set here.
+    limit = str(min(40960000, mailbox or 40960000))
     if size == 0:
         yield Hit(
             "message_size_limit = 0: messages of any size are accepted",
             parameter="message_size_limit",
             evidence=(env.evidence(context, "message_size_limit"),),
-            fix=Fix("limit messages to 50 MB", main_cf=(("message_size_limit", "52428800"),)),
+            fix=Fix(f"limit messages to {limit} bytes", main_cf=(("message_size_limit", limit),)),
             location=env.location(context, "message_size_limit"),
         )
     elif size > 100 * 1024 * 1024:
@@ -157,7 +159,7 @@ def message_size(env: CheckEnv) -> Iterable[Hit]:
             f"message_size_limit = {size} ({size // 1048576} MB)",
             parameter="message_size_limit",
             evidence=(env.evidence(context, "message_size_limit"),),
-            fix=Fix("limit messages to 50 MB", main_cf=(("message_size_limit", "52428800"),)),
+            fix=Fix(f"limit messages to {limit} bytes", main_cf=(("message_size_limit", limit),)),
             severity=Severity.LOW,
             location=env.location(context, "message_size_limit"),
         )

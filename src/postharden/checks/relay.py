@@ -21,11 +21,13 @@ SAFE_MYNETWORKS = "127.0.0.0/8 [::1]/128"
 # PH-REL-009 so that no result of the analysis is lost.
 RISK_CHECKS = {
     "permit-shadows-reject": "PH-REL-003",
+    "access-ok-before-reject": "PH-REL-003",
     "mynetworks-wide": "PH-REL-004",
-    "mynetworks-any": "PH-REL-004",
+    "mynetworks-everything": "PH-REL-004",
     "mynetworks-style": "PH-REL-005",
     "permit-mx-backup": "PH-REL-006",
 }
+RISK_SEVERITY = {"mynetworks-everything": Severity.CRITICAL}
 
 
 def _report(env: CheckEnv) -> Any:
@@ -86,6 +88,7 @@ def _risk_hit(env: CheckEnv, service: Any, risk: Any, fix: Fix | None) -> Hit:
         evidence=(Evidence(origin=risk.origin, text=risk.message),),
         fix=fix,
         key=risk.id,
+        severity=RISK_SEVERITY.get(risk.id),
         location=_origin_location(env, risk.origin),
     )
 
@@ -118,12 +121,23 @@ def open_relay(env: CheckEnv) -> Iterable[Hit]:
                 )
             )
         context = _context(env, service.service)
+        through_mynetworks = path is not None and path.rule.startswith("permit_mynetworks")
+        fix = (
+            env.set_fix(
+                context,
+                {"mynetworks": SAFE_MYNETWORKS},
+                "trust loopback only (add your own networks explicitly)",
+                caveat="hosts that relayed from other networks need SASL",
+            )
+            if through_mynetworks
+            else _relay_fix(env, context)
+        )
         yield Hit(
             f"{service.service} ({service.listen}) relays: {service.summary}",
             service=_service_key(env, service.service),
-            parameter="smtpd_relay_restrictions",
+            parameter="mynetworks" if through_mynetworks else "smtpd_relay_restrictions",
             evidence=tuple(evidence),
-            fix=_relay_fix(env, context),
+            fix=fix,
             location=_origin_location(env, path.origin if path else service.origin),
         )
 
@@ -320,7 +334,7 @@ def other_risks(env: CheckEnv) -> Iterable[Hit]:
     the analysis is in the audit.
     """
     for service, risk in _risks(env, "PH-REL-009"):
-        yield _risk_hit(env, service, risk, None)
+        yield _risk_hit(env, service, risk, Fix(f"review {risk.origin}: {risk.message}"))
 
 
 __all__ = ["Severity"]
