@@ -53,8 +53,9 @@ class Instance:
     def maillog(self) -> Path:
         return self.directory / "maillog"
 
-    def session(self, addr: str, name: str, helo: str = "client.test",
-                port: int | None = None) -> smtplib.SMTP:
+    def session(
+        self, addr: str, name: str, helo: str = "client.test", port: int | None = None
+    ) -> smtplib.SMTP:
         """An SMTP session that Postfix treats as coming from ADDR (XCLIENT)."""
         smtp = smtplib.SMTP("127.0.0.1", port or self.port, timeout=30)
         smtp.ehlo("xclient.test")
@@ -210,49 +211,99 @@ def running_instance(users: dict[str, str] | None = None) -> Iterator[Instance]:
     (directory / "data").mkdir()
     shutil.chown(directory / "data", "postfix", "postfix")
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=mx.example.test", "-keyout", str(directory / "key.pem"),
-         "-out", str(directory / "cert.pem")],
-        check=True, capture_output=True, timeout=60,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=mx.example.test",
+            "-keyout",
+            str(directory / "key.pem"),
+            "-out",
+            str(directory / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     use_dovecot = DOVECOT is not None
     if use_dovecot:
         dovecot_dir.mkdir(mode=0o755)
         (dovecot_dir / "users").write_text("".join(f"{u}:{{PLAIN}}{p}\n" for u, p in users.items()))
         (dovecot_dir / "dovecot.conf").write_text(
-            DOVECOT_CONF.format(d=dovecot_dir, spool=directory / "spool"))
-    (directory / "main.cf").write_text(MAIN_CF.format(
-        d=directory, sink=sink, bounce_sink=bounce_sink, defer_sink=defer_sink,
-        sasl=SASL_CF if use_dovecot else "",
-    ))
-    (directory / "master.cf").write_text(MASTER_CF.format(
-        port=port, policy_port=policy_port, dead_port=dead_port))
+            DOVECOT_CONF.format(d=dovecot_dir, spool=directory / "spool")
+        )
+    (directory / "main.cf").write_text(
+        MAIN_CF.format(
+            d=directory,
+            sink=sink,
+            bounce_sink=bounce_sink,
+            defer_sink=defer_sink,
+            sasl=SASL_CF if use_dovecot else "",
+        )
+    )
+    (directory / "master.cf").write_text(
+        MASTER_CF.format(port=port, policy_port=policy_port, dead_port=dead_port)
+    )
     instance = Instance(directory, port, policy_port, users, use_dovecot)
     dovecot_started = False
     try:
         assert SMTP_SINK is not None and POSTFIX is not None
-        for sink_port, flags in ((sink, []), (bounce_sink, ["-f", "rcpt"]), (defer_sink, ["-r", "rcpt"])):
-            instance.sinks.append(subprocess.Popen(
-                [SMTP_SINK, "-u", "nobody", *flags, f"127.0.0.1:{sink_port}", "50"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        subprocess.run([POSTFIX, "-c", str(directory), "start"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        for sink_port, flags in (
+            (sink, []),
+            (bounce_sink, ["-f", "rcpt"]),
+            (defer_sink, ["-r", "rcpt"]),
+        ):
+            instance.sinks.append(
+                subprocess.Popen(
+                    [SMTP_SINK, "-u", "nobody", *flags, f"127.0.0.1:{sink_port}", "50"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        subprocess.run(
+            [POSTFIX, "-c", str(directory), "start"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
         _wait_port(port)
         _wait_port(policy_port)
         if use_dovecot:
             assert DOVECOT is not None
             # Dovecot daemonizes and keeps inherited pipes open: give it no pipes.
-            subprocess.run([DOVECOT, "-c", str(dovecot_dir / "dovecot.conf")], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+            subprocess.run(
+                [DOVECOT, "-c", str(dovecot_dir / "dovecot.conf")],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=30,
+            )
             dovecot_started = True
             _wait_path(directory / "spool" / "private" / "auth")
         yield instance
     finally:
-        subprocess.run([POSTFIX or "postfix", "-c", str(directory), "stop"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
+        subprocess.run(
+            [POSTFIX or "postfix", "-c", str(directory), "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+            check=False,
+        )
         if dovecot_started and DOVECOT is not None:
-            subprocess.run([DOVECOT, "-c", str(dovecot_dir / "dovecot.conf"), "stop"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30, check=False)
+            subprocess.run(
+                [DOVECOT, "-c", str(dovecot_dir / "dovecot.conf"), "stop"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=30,
+                check=False,
+            )
         for proc in instance.sinks:
             proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -20,16 +20,26 @@ import jsonschema
 from postharden.logs.reader import YearTracker
 from postharden.logs.scan import analyze_paths
 
-SCHEMA = json.loads((Path(__file__).parents[2] / "src/postharden/schemas/logs.schema.json").read_text())
+SCHEMA = json.loads(
+    (Path(__file__).parents[2] / "src/postharden/schemas/logs.schema.json").read_text()
+)
 
-REJECT = ("{ts} mx postfix/smtpd[9]: NOQUEUE: reject: RCPT from x[{ip}]: 554 5.7.1 <v@o.test>: "
-          "Relay access denied; from=<a@b.test> to=<v@o.test> proto=ESMTP helo=<h>\n")
-SASL = "{ts} mx postfix/smtpd[9]: warning: x[{ip}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n"
+REJECT = (
+    "{ts} mx postfix/smtpd[9]: NOQUEUE: reject: RCPT from x[{ip}]: 554 5.7.1 <v@o.test>: "
+    "Relay access denied; from=<a@b.test> to=<v@o.test> proto=ESMTP helo=<h>\n"
+)
+SASL = (
+    "{ts} mx postfix/smtpd[9]: warning: x[{ip}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n"
+)
 
 
 def cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "postharden", "logs", *args], input=stdin,
-                          capture_output=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "postharden", "logs", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def report(*args: str, stdin: bytes | None = None) -> dict[str, Any]:
@@ -47,9 +57,15 @@ def test_year_tracker_crosses_new_year() -> None:
 
 def test_rotated_set_in_any_order_and_compressed(tmp_path: Path) -> None:
     # mail.log.2.gz (Dec 30), mail.log.1.xz (Dec 31), mail.log (Jan 1): across New Year.
-    (tmp_path / "mail.log.2.gz").write_bytes(gzip.compress(REJECT.format(ts="Dec 30 10:00:00", ip="192.0.2.1").encode()))
-    (tmp_path / "mail.log.1.xz").write_bytes(lzma.compress(REJECT.format(ts="Dec 31 23:59:59", ip="192.0.2.2").encode()))
-    (tmp_path / "mail.log.3.bz2").write_bytes(bz2.compress(SASL.format(ts="Dec 29 01:00:00", ip="192.0.2.3").encode()))
+    (tmp_path / "mail.log.2.gz").write_bytes(
+        gzip.compress(REJECT.format(ts="Dec 30 10:00:00", ip="192.0.2.1").encode())
+    )
+    (tmp_path / "mail.log.1.xz").write_bytes(
+        lzma.compress(REJECT.format(ts="Dec 31 23:59:59", ip="192.0.2.2").encode())
+    )
+    (tmp_path / "mail.log.3.bz2").write_bytes(
+        bz2.compress(SASL.format(ts="Dec 29 01:00:00", ip="192.0.2.3").encode())
+    )
     (tmp_path / "mail.log").write_text(REJECT.format(ts="Jan  1 00:00:01", ip="192.0.2.4"))
     jan = time.mktime((2025, 1, 1, 12, 0, 0, 0, 0, -1))
     for name in ("mail.log.3.bz2", "mail.log.2.gz", "mail.log.1.xz"):
@@ -58,20 +74,35 @@ def test_rotated_set_in_any_order_and_compressed(tmp_path: Path) -> None:
     names = ["mail.log", "mail.log.1.xz", "mail.log.3.bz2", "mail.log.2.gz"]
     r = report(*[str(tmp_path / n) for n in names])
     assert r["relay_denied"]["total"] == 3 and r["sasl_failures"]["total"] == 1
-    assert [Path(i["name"]).name for i in r["inputs"]] == ["mail.log.3.bz2", "mail.log.2.gz",
-                                                          "mail.log.1.xz", "mail.log"]
+    assert [Path(i["name"]).name for i in r["inputs"]] == [
+        "mail.log.3.bz2",
+        "mail.log.2.gz",
+        "mail.log.1.xz",
+        "mail.log",
+    ]
     assert r["period"]["start"].startswith("2024-12-29")
     assert r["period"]["end"].startswith(("2025-01-01", "2024-12-31"))  # local TZ of the runner
     forced = report("--year", "2019", *[str(tmp_path / n) for n in names])
     assert forced["period"]["start"].startswith("2019-12-2")
-    assert forced["period"]["end"] > "2020-01-01" or forced["period"]["end"].startswith("2019-12-31")
+    assert forced["period"]["end"] > "2020-01-01" or forced["period"]["end"].startswith(
+        "2019-12-31"
+    )
 
 
 def test_stdin_and_journal_formats() -> None:
     short_iso = REJECT.format(ts="2024-05-01T10:00:00+0200", ip="192.0.2.7")
-    journal = json.dumps({"__REALTIME_TIMESTAMP": "1714550400000000", "_HOSTNAME": "mx",
-                          "SYSLOG_IDENTIFIER": "postfix/smtpd", "_PID": "9",
-                          "MESSAGE": "warning: x[192.0.2.8]: SASL PLAIN authentication failed: "}) + "\n"
+    journal = (
+        json.dumps(
+            {
+                "__REALTIME_TIMESTAMP": "1714550400000000",
+                "_HOSTNAME": "mx",
+                "SYSLOG_IDENTIFIER": "postfix/smtpd",
+                "_PID": "9",
+                "MESSAGE": "warning: x[192.0.2.8]: SASL PLAIN authentication failed: ",
+            }
+        )
+        + "\n"
+    )
     r = report("-", stdin=(short_iso + journal).encode())
     assert r["relay_denied"]["by_client"] == [{"client": "192.0.2.7", "count": 1}]
     assert r["sasl_failures"]["by_client"] == [{"client": "192.0.2.8", "count": 1}]
@@ -113,10 +144,12 @@ def test_file_shrinking_while_read(tmp_path: Path) -> None:
     log = tmp_path / "shrink.log"
     line = REJECT.format(ts="2024-05-01T10:00:00Z", ip="192.0.2.10")
     log.write_text(line * 400_000)  # ~90 MB: read by workers in blocks
+
     def truncate() -> None:
         time.sleep(0.05)
         with log.open("r+") as fh:
             fh.truncate(len(line) * 1000)
+
     t = threading.Thread(target=truncate)
     t.start()
     tally, sources = analyze_paths([str(log)], jobs=2, block=1 << 20)
@@ -128,16 +161,24 @@ def test_file_shrinking_while_read(tmp_path: Path) -> None:
 
 def test_since_until(tmp_path: Path) -> None:
     log = tmp_path / "m.log"
-    log.write_text("".join(REJECT.format(ts=f"2024-05-01T{h:02d}:00:00Z", ip="192.0.2.1") for h in range(10)))
+    log.write_text(
+        "".join(REJECT.format(ts=f"2024-05-01T{h:02d}:00:00Z", ip="192.0.2.1") for h in range(10))
+    )
     r = report("--since", "2024-05-01T03:00:00Z", "--until", "2024-05-01T06:00:00Z", str(log))
     assert r["relay_denied"]["total"] == 3
 
 
 def test_formats_render(tmp_path: Path) -> None:
     log = tmp_path / "m.log"
-    log.write_text("".join(SASL.format(ts=f"2024-05-01T10:{m:02d}:00Z", ip="192.0.2.5") for m in range(12)))
+    log.write_text(
+        "".join(SASL.format(ts=f"2024-05-01T10:{m:02d}:00Z", ip="192.0.2.5") for m in range(12))
+    )
     html = cli("--format", "html", str(log))
-    assert html.returncode == 1 and b"<svg" in html.stdout and b"http" not in html.stdout.split(b"</style>")[1]
+    assert (
+        html.returncode == 1
+        and b"<svg" in html.stdout
+        and b"http" not in html.stdout.split(b"</style>")[1]
+    )
     prom = cli("--format", "prometheus", str(log)).stdout.decode()
     assert "postharden_sasl_failures 12" in prom
     assert 'postharden_alerts{kind="brute_force"} 1' in prom

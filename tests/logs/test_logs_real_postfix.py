@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
-
 import logs_realpostfix as realpostfix
+import pytest
 
 pytestmark = [pytest.mark.postfix, pytest.mark.root]
 
-SCHEMA = json.loads((Path(__file__).parents[2] / "src/postharden/schemas/logs.schema.json").read_text())
+SCHEMA = json.loads(
+    (Path(__file__).parents[2] / "src/postharden/schemas/logs.schema.json").read_text()
+)
 
 BRUTE = {"203.0.113.10": 12, "203.0.113.11": 11, "203.0.113.12": 10}
 RELAY = {"198.51.100.20": 6, "198.51.100.21": 2}
@@ -115,8 +116,12 @@ def maillog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, bo
 
 
 def _report(path: Path, *extra: str) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-m", "postharden", "logs", "--format", "json",
-                           *extra, str(path)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "postharden", "logs", "--format", "json", *extra, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     report: dict[str, Any] = json.loads(proc.stdout)
     jsonschema.validate(report, SCHEMA)
@@ -140,9 +145,13 @@ def test_report_counts_what_was_driven(maillog: tuple[Path, bool]) -> None:
     assert r["relay_denied"]["total"] == sum(RELAY.values())
     assert {row["client"]: row["count"] for row in r["relay_denied"]["by_client"]} == RELAY
     reasons = r["rejects"]["by_reason"]
-    assert reasons == {"relay_denied": sum(RELAY.values()), "unknown_user": UNKNOWN_USERS,
-                       "client_access": CLIENT_ACCESS, "sender_access": SENDER_ACCESS,
-                       "policy_service": POLICY}
+    assert reasons == {
+        "relay_denied": sum(RELAY.values()),
+        "unknown_user": UNKNOWN_USERS,
+        "client_access": CLIENT_ACCESS,
+        "sender_access": SENDER_ACCESS,
+        "policy_service": POLICY,
+    }
     assert r["rejects"]["total"] == sum(reasons.values())
     assert r["policy_failures"]["total"] >= POLICY + 1  # problem-talking warnings + 4.3.5s
     assert any(a["kind"] == "policy_outage" for a in r["alerts"])
@@ -186,8 +195,13 @@ def test_unparsed_lines_are_listed(maillog: tuple[Path, bool], tmp_path: Path) -
     log.write_text(text + odd)
     r = _report(log)
     assert r["lines"]["unparsed"] == 1
-    proc = subprocess.run([sys.executable, "-m", "postharden", "logs", "--unparsed", str(log)],
-                          capture_output=True, text=True, timeout=60, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "postharden", "logs", "--unparsed", str(log)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert proc.stdout == odd
 
 

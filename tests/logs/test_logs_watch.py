@@ -11,8 +11,10 @@ import sys
 import threading
 from pathlib import Path
 
-SASL = ("2024-05-01T10:{m:02d}:{s:02d}Z mx postfix/smtpd[9]: warning: x[{ip}]: SASL LOGIN "
-        "authentication failed: UGFzc3dvcmQ6\n")
+SASL = (
+    "2024-05-01T10:{m:02d}:{s:02d}Z mx postfix/smtpd[9]: warning: x[{ip}]: SASL LOGIN "
+    "authentication failed: UGFzc3dvcmQ6\n"
+)
 
 
 def fails(ip: str, n: int, minute: int = 0) -> str:
@@ -20,9 +22,24 @@ def fails(ip: str, n: int, minute: int = 0) -> str:
 
 
 def watch(log: Path, state: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "postharden", "watch", "--once", "--format",
-                           "json", "--state", str(state), *extra, str(log)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "postharden",
+            "watch",
+            "--once",
+            "--format",
+            "json",
+            "--state",
+            str(state),
+            *extra,
+            str(log),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def alerts(proc: subprocess.CompletedProcess[str]) -> list[dict[str, object]]:
@@ -50,8 +67,12 @@ def test_alert_once_per_window_across_restart_and_rotation(tmp_path: Path) -> No
     # Truncation in place, a new source and the same one after the window (1 h) passed.
     log.write_text(fails("192.0.2.2", 12, minute=20))
     with log.open("a") as fh:
-        fh.write("".join(SASL.format(m=30 + i, s=0, ip="192.0.2.1").replace("T10:", "T12:")
-                         for i in range(10)))
+        fh.write(
+            "".join(
+                SASL.format(m=30 + i, s=0, ip="192.0.2.1").replace("T10:", "T12:")
+                for i in range(10)
+            )
+        )
     fourth = watch(log, state, "--alert-command", cmd)
     assert sorted(a["subject"] for a in alerts(fourth)) == ["192.0.2.1", "192.0.2.2"]
     assert len(out.read_text().splitlines()) == 3
@@ -87,7 +108,9 @@ def test_webhook_and_blocklist(tmp_path: Path) -> None:
         log, state, block = tmp_path / "mail.log", tmp_path / "s.json", tmp_path / "block.nft"
         log.write_text(fails("192.0.2.7", 11) + fails("192.0.2.8", 2))
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        proc = watch(log, state, "--alert-webhook", url, "--blocklist", "nft", "--blocklist-file", str(block))
+        proc = watch(
+            log, state, "--alert-webhook", url, "--blocklist", "nft", "--blocklist-file", str(block)
+        )
         assert proc.returncode == 1, proc.stderr
         assert [r["subject"] for r in received] == ["192.0.2.7"]
         assert "add element inet filter postharden_bruteforce { 192.0.2.7 }" in block.read_text()
@@ -101,7 +124,7 @@ def test_sendmail_alert(tmp_path: Path) -> None:
     # A sendmail stand-in that records its arguments and message: the real Postfix
     # sendmail would need a running instance; what matters is the -t -oi contract.
     fake = tmp_path / "sendmail"
-    fake.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/args\ncat > {tmp_path}/msg\n")
+    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/args\ncat > {tmp_path}/msg\n')
     fake.chmod(0o755)
     log = tmp_path / "mail.log"
     log.write_text(fails("192.0.2.9", 10))
