@@ -334,7 +334,14 @@ def mailbox_boundary(env: CheckEnv) -> Iterable[Hit]:
                     key=name,
                     location=env.location(main, name),
                 )
-    local_domains = [d for d in main.list_value("mydestination") if not d.startswith("localhost")]
+    # Mail for the host name itself (root, postmaster) is local(8)'s job anyway; user
+    # domains in mydestination are what ends up in mailboxes Dovecot also serves.
+    hostname = main.expanded("myhostname").strip()
+    local_domains = [
+        d
+        for d in main.list_value("mydestination")
+        if not d.startswith("localhost") and d != hostname
+    ]
     uses_local = (
         main.expanded("local_transport").strip().startswith("local")
         and not main.expanded("mailbox_transport").strip()

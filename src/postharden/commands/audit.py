@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from postharden.report.audit import render
 
     known = load_baseline(args.baseline) if args.baseline else None
-    config = load_config(args.config_dir, args.defaults)
+    # Absolute, as Postfix's own config_directory always is ($config_directory in paths).
+    config = load_config(args.config_dir.absolute(), args.defaults)
     report = run_audit(config, role=args.role)
     if known is not None:
         report = apply_baseline(report, known)
