@@ -25,6 +25,7 @@ real binary by tests/access):
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,6 +167,8 @@ class ServicePolicy:
         self.context = context
         self.tables = tables
         self.warnings: list[str] = []
+        self._resolved: dict[str, _Resolved] = {}
+        self.addr_find_cache: dict[tuple[int, str], Hit | None] = {}
         try:
             self._compile(context)
         except ConfigError as error:
@@ -366,6 +369,14 @@ class ServicePolicy:
 
     def resolve(self, address: str) -> _Resolved:
         """trivial-rewrite in the local context, then the address class (resolve.c)."""
+        cached = self._resolved.get(address)
+        if cached is None:
+            cached = self._resolve(address)
+            if len(self._resolved) < 65536:
+                self._resolved[address] = cached
+        return cached
+
+    def _resolve(self, address: str) -> _Resolved:
         text = address
         local, at, domain = text.rpartition("@")
         if not at:
@@ -470,6 +481,7 @@ class _Eval:
         self.origin = ""
         self.reply: tuple[int, str] = (0, "")
         self.trace: list[TraceStep] = []
+        self.last_warn: str | None = None
         self.answers = answers
         self.questions: list[tuple[str, str, str]] = []
 
@@ -479,13 +491,10 @@ class _Eval:
         self, restriction: str, result: StepResult, detail: str = "", origin: str = ""
     ) -> None:
         trace = self.trace
-        if (
-            result == "dunno"
-            and trace
-            and trace[-1].result == "warn"
-            and trace[-1].restriction == restriction
-        ):
-            return  # the warning already stands for this restriction
+        if self.last_warn is not None:
+            warned, self.last_warn = self.last_warn, None
+            if result == "dunno" and warned == restriction:
+                return  # the warning already stands for this restriction
         trace.append(TraceStep(self.stage, restriction, result, origin or self.origin, detail))
 
     def reject(
@@ -506,6 +515,7 @@ class _Eval:
         full = f"{reply_dsn} {reply_text}"[:506]
         if warn:
             self.step(what or "warn_if_reject", "warn", f"would reply {reply_code} {full}")
+            self.last_warn = what or "warn_if_reject"
             return DUNNO
         self.reply = (reply_code, full)
         return REJECT
@@ -544,34 +554,16 @@ class _Eval:
         saved = self.recursion
         self.recursion += 1
         status = DUNNO
-        i = 0
-        n = len(words)
-        while i < n:
+        for kind, name, shown, argument, handler, index in _compile(words, def_acl):
             if self.discard:
                 break
-            name = words[i]
-            lowered = name.lower()
-            if lowered == "warn_if_reject":
+            if kind == _WARN:
                 if self.warn_if_reject == 0:
                     self.warn_if_reject = self.recursion
                 self.step("warn_if_reject", "dunno", "the next restriction only warns")
-                i += 1
                 continue
-            if ":" in name:
-                argument = name
-                lowered = def_acl
-                shown = name
-            elif lowered in _TAKES_ARGUMENT or lowered in _ALIASED_ARGUMENT:
-                argument = words[i + 1] if i + 1 < n else ""
-                shown = f"{name} {argument}".strip()
-                i += 1
-            else:
-                argument = ""
-                shown = name
-            canonical = ALIASES.get(lowered, lowered)
-            handler = _HANDLERS.get(canonical)
             if handler is not None:
-                status = handler(self, shown, argument, reply_name, reply_class, def_acl, words, i)
+                status = handler(self, shown, argument, reply_name, reply_class, def_acl, words, index)
             else:
                 nested = self.p.classes.get(name)
                 if nested is not None:
@@ -585,7 +577,6 @@ class _Eval:
                 break
             if self.defer_if_permit.active and self.defer_if_reject.active:
                 break
-            i += 1
         self.recursion = saved
         if self.warn_if_reject >= self.recursion:
             self.warn_if_reject = 0
@@ -889,6 +880,18 @@ class _Eval:
 
     def addr_find(self, tables: list[Table], resolved: _Resolved) -> Hit | None:
         """mail_addr_find() default strategy over a list of tables (first table wins)."""
+        cacheable = not any(t.error or t.outside for t in tables)
+        if cacheable:
+            key = (id(tables), resolved.address)
+            cache = self.p.addr_find_cache
+            if key in cache:
+                return cache[key]
+            found = self._addr_find(tables, resolved)
+            cache[key] = found
+            return found
+        return self._addr_find(tables, resolved)
+
+    def _addr_find(self, tables: list[Table], resolved: _Resolved) -> Hit | None:
         full = resolved.address
         local, domain = resolved.local, resolved.domain
         is_local = domain == self.p.myorigin or self.p.is_local_domain(domain)
@@ -910,6 +913,40 @@ class _Eval:
         return None
 
 
+_WARN, _RUN = 0, 1
+_Op = tuple[int, str, str, str, "Handler | None", int]
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile(words: tuple[str, ...], def_acl: str) -> tuple[_Op, ...]:
+    """A restriction list as smtpd walks it: names with their arguments, handlers found.
+
+    `index` is the position of the last word the restriction consumed (for "ignored
+    after" notes)."""
+    ops: list[_Op] = []
+    i, n = 0, len(words)
+    while i < n:
+        name = words[i]
+        lowered = name.lower()
+        if lowered == "warn_if_reject":
+            ops.append((_WARN, name, name, "", None, i))
+            i += 1
+            continue
+        if ":" in name:
+            # A bare table is an access map of the list's own kind.
+            argument, lowered, shown = name, def_acl, name
+        elif lowered in _TAKES_ARGUMENT or lowered in _ALIASED_ARGUMENT:
+            argument = words[i + 1] if i + 1 < n else ""
+            shown = f"{name} {argument}".strip()
+            i += 1
+        else:
+            argument, shown = "", name
+        handler = _HANDLERS.get(ALIASES.get(lowered, lowered))
+        ops.append((_RUN, name, shown, argument, handler, i))
+        i += 1
+    return tuple(ops)
+
+
 def _status_result(status: int, code: int) -> StepResult:
     if status == REJECT:
         return "defer" if code < 500 else "reject"
@@ -918,6 +955,7 @@ def _status_result(status: int, code: int) -> StepResult:
     return "dunno"
 
 
+@functools.lru_cache(maxsize=4096)
 def _dsn_split(text: str) -> tuple[str, str]:
     """dsn_split(): a leading x.y.z enhanced status code, and the rest."""
     head, _, rest = text.partition(" ")
@@ -947,6 +985,7 @@ def _dsn_fix(dsn: str, reply_class: str) -> str:
     return dsn
 
 
+@functools.lru_cache(maxsize=8192)
 def _valid_hostaddr(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -1934,8 +1973,20 @@ class Engine:
         self.config = config
         self.tables = TableCache(Path(config.config_dir))
         self._policies: dict[str, ServicePolicy] = {}
+        self._warning_cache: dict[str, tuple[tuple[int, int], tuple[str, ...]]] = {}
+        self._by_name: dict[str, ServicePolicy] = {}
 
     def policy(self, service: str | Service | None) -> ServicePolicy:
+        if isinstance(service, str):
+            known = self._by_name.get(service)
+            if known is not None:
+                return known
+            found = self._policy(service)
+            self._by_name[service] = found
+            return found
+        return self._policy(service)
+
+    def _policy(self, service: str | Service | None) -> ServicePolicy:
         if isinstance(service, str):
             try:
                 resolved: Service | None = self.config.service(service)
@@ -1989,6 +2040,15 @@ class Engine:
             )
         return primary
 
+    def _warnings(self, policy: ServicePolicy) -> tuple[str, ...]:
+        # Tables are read on first use: recount when more have been read.
+        state = (len(self.tables), len(policy.warnings))
+        cached = self._warning_cache.get(policy.key)
+        if cached is None or cached[0] != state:
+            cached = (state, tuple(policy.warnings) + tuple(self.tables.warnings()))
+            self._warning_cache[policy.key] = cached
+        return cached[1]
+
     def _evaluate(
         self, policy: ServicePolicy, client: ClientContext, answers: dict[int, bool]
     ) -> tuple[Decision, list[tuple[str, str, str]]]:
@@ -2009,7 +2069,7 @@ class Engine:
             _verdict(outcome.code),  # type: ignore[arg-type]
             tuple(ev.trace),
             (),
-            tuple(policy.warnings) + tuple(self.tables.warnings()),
+            self._warnings(policy),
         )
         return decision, ev.questions
 

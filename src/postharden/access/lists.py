@@ -39,9 +39,19 @@ class MatchList:
     parent_style: bool
     items: list[ListItem] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    cache: dict[tuple[str, str], ListItem | None] = field(default_factory=dict)
 
     def match_name(self, name: str) -> ListItem | None:
         """domain_list_match / string match on host names: the deciding item or None."""
+        key = (name, "")
+        if key in self.cache:
+            return self.cache[key]
+        found = self._match_name(name)
+        if len(self.cache) < 65536 and not self.outside_items():
+            self.cache[key] = found
+        return found
+
+    def _match_name(self, name: str) -> ListItem | None:
         name = name.lower()
         for item in self.items:
             if _match_hostname(self, item, name):
@@ -50,6 +60,15 @@ class MatchList:
 
     def match_client(self, name: str, address: str) -> ListItem | None:
         """namadr_list_match: name first, then address, per pattern."""
+        key = (name, address)
+        if key in self.cache:
+            return self.cache[key]
+        found = self._match_client(name, address)
+        if len(self.cache) < 65536:
+            self.cache[key] = found
+        return found
+
+    def _match_client(self, name: str, address: str) -> ListItem | None:
         name = name.lower()
         address = address.lower()
         for item in self.items:

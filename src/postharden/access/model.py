@@ -7,7 +7,7 @@ Everything here is immutable and has an `as_dict()` that is the JSON shape of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Command = Literal["connect", "helo", "mail", "rcpt"]
 Verdict = Literal["accept", "reject", "defer", "unavailable"]
@@ -43,9 +43,10 @@ class ClientContext:
     recipient: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class TraceStep:
-    """One restriction evaluated: which list, what it said, where it was configured."""
+class TraceStep(NamedTuple):
+    """One restriction evaluated: which list, what it said, where it was configured.
+
+    A NamedTuple: a decision builds a dozen of these, and tuples are cheap to make."""
 
     stage: str  # client | helo | sender | relay | recipient | builtin | startup
     restriction: str  # as written, with its argument: "check_client_access cidr:/x"

@@ -59,6 +59,7 @@ class Table:
         self._cidrs: list[_CidrRule] = []
         self._static: str | None = None
         self._unix: str | None = None
+        self._pattern_cache: dict[str, Hit | None] = {}
         self._load(config_dir)
 
     # -- loading ---------------------------------------------------------------------
@@ -225,9 +226,13 @@ class Table:
             return None
         if self.fixed:
             return self._entries.get(key.lower())
-        if self._cidrs:
-            return self._cidr_get(key)
-        return self._regexp_get(key)
+        cache = self._pattern_cache
+        if key in cache:
+            return cache[key]
+        found = self._cidr_get(key) if self._cidrs else self._regexp_get(key)
+        if len(cache) < 65536:
+            cache[key] = found
+        return found
 
     def _cidr_get(self, key: str) -> Hit | None:
         try:
@@ -404,3 +409,6 @@ class TableCache:
 
     def warnings(self) -> list[str]:
         return [w for t in self._tables.values() for w in t.warnings]
+
+    def __len__(self) -> int:
+        return len(self._tables)
