@@ -12,6 +12,7 @@ first --postfix-cases of the corpus are also compared for agreement.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -85,9 +86,10 @@ def main() -> int:
     with running(instance) as (sandbox, engine, keys):
         config = engine.config
         fresh = Engine(config)  # compile time counts
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         decisions = [fresh.decide(keys[q.service], q.context) for q in queries]
         engine_seconds = time.perf_counter() - start
+        engine_cpu = time.process_time() - cpu_start
         sample = queries[: args.postfix_cases]
         start = time.perf_counter()
         outcomes = sandbox.run([case_for(q) for q in sample], workers=4)
@@ -100,7 +102,11 @@ def main() -> int:
     )
     engine_rate = len(queries) / engine_seconds
     postfix_rate = len(sample) / postfix_seconds
-    print(f"engine:  {len(queries)} decisions in {engine_seconds:.3f} s = {engine_rate:,.0f}/s")
+    print(
+        f"engine:  {len(queries)} decisions in {engine_seconds:.3f} s = {engine_rate:,.0f}/s "
+        f"({len(queries) / engine_cpu:,.0f}/s of CPU time; os.getloadavg() = "
+        f"{os.getloadavg()[0]:.1f})"
+    )
     print(f"postfix: {len(sample)} decisions in {postfix_seconds:.3f} s = {postfix_rate:,.0f}/s")
     print(f"agreement on the postfix sample: {agree}/{len(sample)}")
     relay_seconds = bench_relay()
