@@ -23,10 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from postharden.access import Engine, analyze_relay  # noqa: E402
-from postharden.config import load_config  # noqa: E402
 from tests.access.corpus import random_queries  # noqa: E402
 from tests.access.realpostfix import case_for, running, vetted_instance  # noqa: E402
+
+from postharden.access import Engine, analyze_relay  # noqa: E402
+from postharden.config import load_config  # noqa: E402
 
 RELAY_MAIN = """\
 compatibility_level = 3.6
