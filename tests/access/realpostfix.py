@@ -154,7 +154,9 @@ def running(instance: Instance) -> Iterator[tuple[Sandbox, Engine, dict[str, str
 def sandboxed(
     main_cf: str, master_cf: str | None = None, maps: dict[str, str] | None = None
 ) -> Iterator[tuple[Sandbox, Engine, dict[str, str]]]:
-    with Sandbox(main_cf, master_cf, maps=maps or {}) as sandbox:
+    # A generous greeting timeout: on a loaded machine a slow first greeting must not
+    # pass for a service that refuses to run (those are told by smtpd's fatal log line).
+    with Sandbox(main_cf, master_cf, maps=maps or {}, greeting_timeout=30.0) as sandbox:
         assert sandbox.directory is not None
         stub = DovecotAuthStub(sandbox.directory / "queue" / "private" / "auth")
         try:
