@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from postharden.commands._common import add_config_dir, add_defaults, add_format, emit
 from postharden.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from postharden.access import ClientContext, Decision, Engine
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,19 +30,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_config_dir(parser)
     add_defaults(parser)
-    parser.add_argument("--service", default="smtp", metavar="NAME",
-                        help="master.cf smtpd service, name or name/type (default: smtp)")
+    parser.add_argument(
+        "--service",
+        default="smtp",
+        metavar="NAME",
+        help="master.cf smtpd service, name or name/type (default: smtp)",
+    )
     parser.add_argument("--client-address", metavar="IP", help="the client's IP address")
-    parser.add_argument("--client-name", metavar="NAME",
-                        help="the client's verified host name (default: unknown)")
-    parser.add_argument("--helo", metavar="NAME",
-                        help="the HELO/EHLO name (default: the client sends no HELO)")
-    parser.add_argument("--sasl-user", metavar="USER",
-                        help="the SASL login name (default: not authenticated)")
+    parser.add_argument(
+        "--client-name", metavar="NAME", help="the client's verified host name (default: unknown)"
+    )
+    parser.add_argument(
+        "--helo", metavar="NAME", help="the HELO/EHLO name (default: the client sends no HELO)"
+    )
+    parser.add_argument(
+        "--sasl-user", metavar="USER", help="the SASL login name (default: not authenticated)"
+    )
     parser.add_argument("--sender", metavar="ADDR", help="MAIL FROM address ('' is <>)")
     parser.add_argument("--recipient", metavar="ADDR", help="RCPT TO address")
-    parser.add_argument("--cases", metavar="FILE",
-                        help="batch: JSON lines of cases ('-' for stdin); prints JSON lines")
+    parser.add_argument(
+        "--cases",
+        metavar="FILE",
+        help="batch: JSON lines of cases ('-' for stdin); prints JSON lines",
+    )
     add_format(parser)
     parser.set_defaults(run=run)
 
@@ -51,31 +67,59 @@ def run(args: argparse.Namespace) -> int:
     )
 
     if args.cases is not None:
-        single = [args.client_address, args.client_name, args.helo, args.sasl_user,
-                  args.sender, args.recipient]
+        single = [
+            args.client_address,
+            args.client_name,
+            args.helo,
+            args.sasl_user,
+            args.sender,
+            args.recipient,
+        ]
         if any(value is not None for value in single):
-            raise UsageError("--cases reads every case from the file: no --client-*, "
-                             "--helo, --sasl-user, --sender or --recipient with it")
+            raise UsageError(
+                "--cases reads every case from the file: no --client-*, "
+                "--helo, --sasl-user, --sender or --recipient with it"
+            )
         config = load_config(args.config_dir, args.defaults)
         engine = Engine(config)
         return _batch(engine, args.cases, args.service, render_decision_line)
-    missing = [flag for flag, value in (("--client-address", args.client_address),
-                                        ("--sender", args.sender),
-                                        ("--recipient", args.recipient)) if value is None]
+    missing = [
+        flag
+        for flag, value in (
+            ("--client-address", args.client_address),
+            ("--sender", args.sender),
+            ("--recipient", args.recipient),
+        )
+        if value is None
+    ]
     if missing:
         raise UsageError("missing " + ", ".join(missing) + " (or give --cases FILE)")
     config = load_config(args.config_dir, args.defaults)
     engine = Engine(config)
-    context = _context(args.client_address, args.client_name, args.helo, args.sasl_user,
-                       args.sender, args.recipient, "command line")
+    context = _context(
+        args.client_address,
+        args.client_name,
+        args.helo,
+        args.sasl_user,
+        args.sender,
+        args.recipient,
+        "command line",
+    )
     decision = engine.decide(args.service, context)
     render = render_decision_json if args.format == "json" else render_decision_text
     emit(render(decision))
     return 0
 
 
-def _context(address: object, name: object, helo: object, sasl: object, sender: object,
-             recipient: object, where: str):  # type: ignore[no-untyped-def]
+def _context(
+    address: object,
+    name: object,
+    helo: object,
+    sasl: object,
+    sender: object,
+    recipient: object,
+    where: str,
+) -> ClientContext:
     import ipaddress
 
     from postharden.access import ClientContext
@@ -92,10 +136,16 @@ def _context(address: object, name: object, helo: object, sasl: object, sender: 
     for label, value in (("sender", sender), ("recipient", recipient)):
         if not isinstance(value, str):
             raise UsageError(f"{where}: {label} must be a string")
-    return ClientContext(address, name or None, helo, sasl or None, sender, recipient)  # type: ignore[arg-type]
+    assert isinstance(sender, str) and isinstance(recipient, str)
+    assert name is None or isinstance(name, str)
+    assert helo is None or isinstance(helo, str)
+    assert sasl is None or isinstance(sasl, str)
+    return ClientContext(address, name or None, helo, sasl or None, sender, recipient)
 
 
-def _batch(engine, path: str, default_service: str, render) -> int:  # type: ignore[no-untyped-def]
+def _batch(
+    engine: Engine, path: str, default_service: str, render: Callable[[Decision], str]
+) -> int:
     from postharden.errors import InputError
 
     try:
@@ -114,14 +164,26 @@ def _batch(engine, path: str, default_service: str, render) -> int:  # type: ign
                 raise InputError(f"not JSON: {error.msg}", location=where) from None
             if not isinstance(case, dict):
                 raise InputError("a case is a JSON object", location=where)
-            unknown = set(case) - {"service", "client_address", "client_name", "helo",
-                                   "sasl_user", "sender", "recipient"}
+            unknown = set(case) - {
+                "service",
+                "client_address",
+                "client_name",
+                "helo",
+                "sasl_user",
+                "sender",
+                "recipient",
+            }
             if unknown:
-                raise InputError(f"unknown field(s): {', '.join(sorted(unknown))}",
-                                 location=where)
-            context = _context(case.get("client_address"), case.get("client_name"),
-                               case.get("helo"), case.get("sasl_user"),
-                               case.get("sender", ""), case.get("recipient"), where)
+                raise InputError(f"unknown field(s): {', '.join(sorted(unknown))}", location=where)
+            context = _context(
+                case.get("client_address"),
+                case.get("client_name"),
+                case.get("helo"),
+                case.get("sasl_user"),
+                case.get("sender", ""),
+                case.get("recipient"),
+                where,
+            )
             service = case.get("service") or default_service
             if not isinstance(service, str):
                 raise InputError("service must be a string", location=where)

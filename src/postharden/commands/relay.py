@@ -23,8 +23,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_config_dir(parser)
     add_defaults(parser)
-    parser.add_argument("--service", action="append", metavar="NAME",
-                        help="only this smtpd service (repeatable)")
+    parser.add_argument(
+        "--service", action="append", metavar="NAME", help="only this smtpd service (repeatable)"
+    )
     add_format(parser)
     parser.set_defaults(run=run)
 
@@ -46,8 +47,11 @@ def run(args: argparse.Namespace) -> int:
                 wanted.add(config.service(name).key)
             except Exception as error:  # ConfigError: unknown or ambiguous name
                 raise AccessError(str(error)) from None
-        report = RelayReport(report.config_dir, report.postfix_version,
-                             tuple(s for s in report.services if s.service in wanted))
+        report = RelayReport(
+            report.config_dir,
+            report.postfix_version,
+            tuple(s for s in report.services if s.service in wanted),
+        )
     render = render_relay_json if args.format == "json" else render_relay_text
     emit(render(report))
     if any(s.verdict in ("open", "unavailable") for s in report.services):

@@ -69,7 +69,7 @@ def _service_text(service: ServiceRelay) -> list[str]:
     lines = [f"{service.service} ({service.listen}, {service.origin}): {service.summary}"]
     if service.matrix:
         columns = [d.id for d in service.destinations]
-        rows = {}
+        rows: dict[str, dict[str, str]] = {}
         for cell in service.matrix:
             rows.setdefault(cell.client, {})[cell.destination] = _cell_mark(
                 cell.decision.code, cell.decision.decision, cell.relays, bool(cell.decision.outside)
