@@ -303,6 +303,26 @@ class _Planner:
                 details=tuple(details),
             )
 
+    def remove_override(
+        self, rule: Rule, service: Service, name: str, details: Sequence[str] = ()
+    ) -> None:
+        assert self.master_text is not None
+        override = service.override(name)
+        if override is None:
+            return
+        self.master_text = edit.remove_override(self.master_text, service, override)
+        self._record(
+            rule,
+            file=MASTER_CF,
+            parameter=name,
+            service=service.key,
+            action="remove-override",
+            old_value=override.value,
+            new_value=self.config.main.raw(name) or "",
+            line=override.line,
+            details=tuple(details),
+        )
+
     def edit_list(
         self,
         rule: Rule,
@@ -576,7 +596,15 @@ class _Planner:
             if override is None or _reference(override.value):
                 continue
             kept, dropped = narrow_networks(split_list(override.value), rule)
-            if dropped:
+            if dropped and not kept:
+                self.remove_override(
+                    rule,
+                    service,
+                    override.name,
+                    [f"-o mynetworks={override.value} trusted strangers on this service; "
+                     "without it the service trusts main.cf's mynetworks"],
+                )
+            elif dropped:
                 self.set_override(
                     rule,
                     service,
@@ -590,6 +618,14 @@ class _Planner:
         kept, dropped = narrow_networks(tokens, rule)
         present = {normalize_network(t) for t in kept}
         added = [n for n in named if normalize_network(n) not in present]
+        for loopback in ("127.0.0.0/8", "[::1]/128"):
+            # The dropped network trusted this machine itself: keep that trust.
+            network = _network(loopback)
+            assert network is not None
+            covered_before = any(_covers(d, network) for d in dropped)
+            covered_now = any(_covers(k, network) for k in [*kept, *added])
+            if covered_before and not covered_now:
+                added.append(loopback)
         if not dropped and not added:
             return
         if not kept and not added:
@@ -730,6 +766,15 @@ def _network(token: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None
         return ipaddress.ip_network(text, strict=False)
     except ValueError:
         return None
+
+
+def _covers(token: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    mine = _network(token)
+    return (
+        mine is not None
+        and mine.version == network.version
+        and network.subnet_of(mine)  # type: ignore[arg-type]
+    )
 
 
 def narrow_networks(tokens: Iterable[str], rule: Rule) -> tuple[list[str], list[str]]:

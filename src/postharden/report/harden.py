@@ -70,6 +70,9 @@ def postconf_commands(plan: Plan) -> list[str]:
                 name, _, value = body.partition("=")
                 setting = f"{service}/{name.strip()}={value.strip()}"
                 commands.append(f"postconf -c {directory} -P {shlex.quote(setting)}")
+        elif change.action == "remove-override":
+            setting = f"{change.service}/{change.parameter}"
+            commands.append(f"postconf -c {directory} -PX {shlex.quote(setting)}")
         elif change.service is not None and change.file != MAIN_CF:
             setting = f"{change.service}/{change.parameter}={_one_line(change.new_value)}"
             commands.append(f"postconf -c {directory} -P {shlex.quote(setting)}")
