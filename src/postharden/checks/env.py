@@ -96,10 +96,11 @@ class CheckEnv:
         if parameter is None:
             return Evidence(origin="default", text=f"{name} (not defined)", note=note)
         origin = str(parameter.origin)
-        if parameter.origin.source == "master.cf":
-            text = f"-o {name}={parameter.value}"
-        else:
-            text = f"{name} = {parameter.value}"
+        # Continuation lines folded to single spaces, as postconf shows them.
+        value = normalize_space(parameter.value)
+        text = (
+            f"-o {name}={value}" if parameter.origin.source == "master.cf" else f"{name} = {value}"
+        )
         effective = normalize_space(parameter.expanded)
         return Evidence(origin=origin, text=text, effective=effective, note=note)
 

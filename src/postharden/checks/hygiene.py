@@ -7,7 +7,14 @@ from collections.abc import Iterable
 
 from postharden.checks.catalog import check, postconf_ref, readme_ref, rfc_ref
 from postharden.checks.env import CheckEnv, ServiceView, is_loopback_host, yes
-from postharden.checks.lists import find_restrictions, list_tokens, pairs, with_added, without
+from postharden.checks.lists import (
+    find_restrictions,
+    join_restrictions,
+    list_tokens,
+    pairs,
+    with_added,
+    without,
+)
 from postharden.checks.model import Category, Fix, Hit, NotApplicable, Reference, Severity
 from postharden.config import split_list
 
@@ -109,7 +116,7 @@ def helo_validation(env: CheckEnv) -> Iterable[Hit]:
             continue
         current = list_tokens(context, "smtpd_helo_restrictions")
         base = current or ["permit_mynetworks", "permit_sasl_authenticated"]
-        value = ", ".join(base)
+        value = join_restrictions(base)
         if current:
             value = with_added(
                 context,

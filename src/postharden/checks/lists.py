@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from postharden.config import Context, split_list
 
 RESTRICTION_LISTS = (
@@ -14,6 +16,25 @@ RESTRICTION_LISTS = (
     "smtpd_end_of_data_restrictions",
 )
 TERMINAL = frozenset({"permit", "reject", "defer", "defer_if_permit", "defer_if_reject"})
+# Restrictions followed by an argument (a table, a domain) or by another restriction.
+_TAKES_ARGUMENT = re.compile(
+    r"^(check_\w+|reject_rbl_client|reject_rhsbl_\w+|permit_dnswl_client|permit_rhswl_client"
+    r"|warn_if_reject)$"
+)
+
+
+def join_restrictions(tokens: list[str]) -> str:
+    """A list as people write it: `reject_rbl_client zen.spamhaus.org, permit`."""
+    parts: list[str] = []
+    pending = ""
+    for token in tokens:
+        pending = f"{pending} {token}" if pending else token
+        if not _TAKES_ARGUMENT.match(token):
+            parts.append(pending)
+            pending = ""
+    if pending:
+        parts.append(pending)
+    return ", ".join(parts)
 
 
 def restriction_names(context: Context) -> dict[str, list[str]]:
@@ -49,7 +70,7 @@ def with_added(
     else:
         while position > 0 and tokens[position - 1] in TERMINAL:
             position -= 1
-    return ", ".join(tokens[:position] + items + tokens[position:])
+    return join_restrictions(tokens[:position] + items + tokens[position:])
 
 
 def without(
@@ -71,7 +92,7 @@ def without(
         if token not in drop:
             kept.append(token)
         index += 1
-    return ", ".join(kept)
+    return join_restrictions(kept)
 
 
 def pairs(tokens: list[str], heads: frozenset[str]) -> list[tuple[str, str]]:
