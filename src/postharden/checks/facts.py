@@ -178,10 +178,6 @@ def certificate_paths(config: PostfixConfig) -> set[tuple[str, str]]:
 def read_certificate(
     cert_file: str, key_file: str, files: Mapping[str, FileFact]
 ) -> CertificateFact:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-
     def read(path: str) -> bytes | str:
         fact = files.get(path)
         if fact is not None and not fact.exists:
@@ -198,6 +194,11 @@ def read_certificate(
     block = _PEM_CERT.search(cert_data)
     if block is None:
         return CertificateFact(cert_file, key_file, error="no PEM certificate in the file")
+    # Imported only when there is a certificate to read: it is the costliest import.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
     try:
         certificate = x509.load_pem_x509_certificate(block.group(0))
     except ValueError as error:
