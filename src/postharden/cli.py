@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "apply",
     "rollback",
     "backups",
+    "probe",
 )
 
 

@@ -53,6 +53,9 @@ XCLIENT attributes change - once XCLIENT has set an address outside
 ``workers`` threads, and the outcomes come back in the order of ``cases``.
 ``Case.verb`` may be ``"VRFY"``, ``"EXPN"`` or ``"ETRN"`` instead of ``"RCPT"``.
 
+``Sandbox(..., authorize_xclient=False)`` leaves ``smtpd_authorized_xclient_hosts`` as the
+configuration has it: a plain instance for live-probe tests (``query``/``run`` need XCLIENT).
+
 Other helpers: ``ports`` (service name -> loopback port of each smtpd/postscreen inet
 service), ``check()`` (``postfix check`` messages), ``maillog()``, ``stop()``.
 
@@ -306,7 +309,9 @@ def _option_values(fields: Sequence[str]) -> dict[str, str]:
     return values
 
 
-def _rewrite_master_cf(text: str, main_params: Mapping[str, str]) -> tuple[str, dict[str, Service]]:
+def _rewrite_master_cf(
+    text: str, main_params: Mapping[str, str], *, authorize_xclient: bool = True
+) -> tuple[str, dict[str, Service]]:
     head, entries = _master_entries(text)
     services: dict[str, Service] = {}
     out = list(head)
@@ -332,7 +337,8 @@ def _rewrite_master_cf(text: str, main_params: Mapping[str, str]) -> tuple[str, 
                 services[name] = Service(name, port, command, wrapper.lower() == "yes")
         else:
             listen = name
-        rest = _with_xclient_override(rest)
+        if authorize_xclient:
+            rest = _with_xclient_override(rest)
         row = [listen, kind, private, unpriv, "n", wakeup, maxproc, *rest]
         out.append(" ".join(row))
     if not has_postlog:
@@ -497,6 +503,7 @@ class Sandbox:
         greeting_timeout: float = 5.0,
         read_timeout: float = 10.0,
         full_checks: bool = False,
+        authorize_xclient: bool = True,
     ) -> None:
         self.main_cf = main_cf
         self.master_cf = master_cf if master_cf is not None else MINIMAL_MASTER_CF
@@ -506,6 +513,7 @@ class Sandbox:
         self.greeting_timeout = greeting_timeout
         self.read_timeout = read_timeout
         self.full_checks = full_checks
+        self.authorize_xclient = authorize_xclient
         self.directory: Path | None = None
         self.services: dict[str, Service] = {}
         self.start_output = ""
@@ -603,7 +611,9 @@ class Sandbox:
             (config / name).write_text(content, encoding="utf-8")
 
         main_params = _logical_main_cf(self.main_cf)
-        master_text, self.services = _rewrite_master_cf(self.master_cf, main_params)
+        master_text, self.services = _rewrite_master_cf(
+            self.master_cf, main_params, authorize_xclient=self.authorize_xclient
+        )
         (config / "master.cf").write_text(master_text, encoding="utf-8")
 
         data = directory / "data"
@@ -619,6 +629,9 @@ class Sandbox:
             "smtpd_authorized_xclient_hosts": f"127.0.0.1, {xclient}" if xclient else "127.0.0.1",
             **SESSION_LIMITS,
         }
+        if not self.authorize_xclient:
+            # A plain instance for live-probe tests: XCLIENT stays as configured.
+            del overrides["smtpd_authorized_xclient_hosts"]
         main_text = _comment_out(self.main_cf, set(overrides))
         main_text += "\n# postharden sandbox: what must change to run beside production\n"
         main_text += "".join(f"{name} = {value}\n" for name, value in overrides.items())

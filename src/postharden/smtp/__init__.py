@@ -285,6 +285,11 @@ class SmtpClient:
                 chunk = sock.recv(65536)
             except TimeoutError as error:
                 self.close()
+                if timeout < self.read_timeout:
+                    raise SmtpTimeout(
+                        f"{self.host}:{self.port}: session deadline of {self.deadline:g} s "
+                        "exceeded while waiting for a reply"
+                    ) from error
                 raise SmtpTimeout(
                     f"{self.host}:{self.port}: no complete reply line within {timeout:g} s"
                 ) from error
