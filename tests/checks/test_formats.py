@@ -95,3 +95,11 @@ def test_every_format_renders_every_finding(fmt: str, reports: list[object]) -> 
         for criterion in document["criteria"]:
             if fmt in ("text", "markdown"):
                 assert criterion["title"] in text.replace("\\|", "|")
+
+
+def test_one_interface_for_every_format(reports: list[object]) -> None:
+    from postharden.report.audit import RENDERERS
+
+    assert set(RENDERERS) == set(FORMATS) == {"text", "json", "sarif", "markdown", "html"}
+    for fmt, renderer in RENDERERS.items():
+        assert renderer(reports[0]) == render(reports[0], fmt)  # type: ignore[arg-type]

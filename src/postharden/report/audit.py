@@ -125,7 +125,7 @@ def audit_document(
 Renderer = Callable[[dict[str, Any]], str]
 
 
-def render_json(document: dict[str, Any]) -> str:
+def _json(document: dict[str, Any]) -> str:
     # Compact: the C encoder (indent= falls back to the pure-Python one, 10x slower).
     return json.dumps(document, separators=(",", ":")) + "\n"
 
@@ -164,7 +164,7 @@ def _criteria_rows(document: dict[str, Any], which: str) -> list[dict[str, Any]]
     return [c for c in document["criteria"] if c["document"] == which]
 
 
-def render_text(document: dict[str, Any]) -> str:
+def _text(document: dict[str, Any]) -> str:
     role = document["role"]
     out = [
         f"postharden audit of {document['config_dir']} (Postfix {document['postfix_version']})",
@@ -215,7 +215,7 @@ def _md(text: Any) -> str:
     return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(document: dict[str, Any]) -> str:
+def _markdown(document: dict[str, Any]) -> str:
     role = document["role"]
     out = [
         f"# postharden audit: `{document['config_dir']}`",
@@ -260,7 +260,7 @@ def render_markdown(document: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_html(document: dict[str, Any]) -> str:
+def _html(document: dict[str, Any]) -> str:
     e = html.escape
     role = document["role"]
     parts = [
@@ -343,7 +343,7 @@ def _sarif_location(location: dict[str, Any] | None, config_dir: str) -> dict[st
     return {"physicalLocation": physical}
 
 
-def render_sarif(document: dict[str, Any]) -> str:
+def _sarif(document: dict[str, Any]) -> str:
     """SARIF 2.1.0: one rule per check, one result per finding, file/line locations."""
     config_dir = document["config_dir"]
     rules: list[dict[str, Any]] = []
@@ -428,14 +428,14 @@ def render_sarif(document: dict[str, Any]) -> str:
     return json.dumps(sarif, indent=2) + "\n"
 
 
-RENDERERS: dict[str, Renderer] = {
-    "text": render_text,
-    "json": render_json,
-    "sarif": render_sarif,
-    "markdown": render_markdown,
-    "html": render_html,
+_DOCUMENT_RENDERERS: dict[str, Renderer] = {
+    "text": _text,
+    "json": _json,
+    "sarif": _sarif,
+    "markdown": _markdown,
+    "html": _html,
 }
-FORMATS = tuple(RENDERERS)
+FORMATS = tuple(_DOCUMENT_RENDERERS)
 
 
 def render(
@@ -445,5 +445,35 @@ def render(
     fail_on: str | None = None,
     exit_code: int | None = None,
 ) -> str:
-    """Render a report in one of FORMATS."""
-    return RENDERERS[fmt](audit_document(report, fail_on=fail_on, exit_code=exit_code))
+    """Render a report in one of FORMATS (all from the same document)."""
+    return _DOCUMENT_RENDERERS[fmt](audit_document(report, fail_on=fail_on, exit_code=exit_code))
+
+
+def render_text(report: AuditReport) -> str:
+    return render(report, "text")
+
+
+def render_json(report: AuditReport) -> str:
+    return render(report, "json")
+
+
+def render_sarif(report: AuditReport) -> str:
+    return render(report, "sarif")
+
+
+def render_markdown(report: AuditReport) -> str:
+    return render(report, "markdown")
+
+
+def render_html(report: AuditReport) -> str:
+    return render(report, "html")
+
+
+# One interface for every format: render(report) -> str.
+RENDERERS: dict[str, Callable[[AuditReport], str]] = {
+    "text": render_text,
+    "json": render_json,
+    "sarif": render_sarif,
+    "markdown": render_markdown,
+    "html": render_html,
+}
