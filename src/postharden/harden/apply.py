@@ -359,7 +359,6 @@ def write_configuration(
                 )
         changed = [name for name, data in new.items() if current.get(name) != data]
         if not changed:
-            result.notes.append("nothing to change")
             return result
         if check:
             before = postfix_command(config_dir, "check")

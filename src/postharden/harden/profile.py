@@ -37,8 +37,8 @@ SCOPES = frozenset({"main", "smtpd"})
 POSITIONS = frozenset({"end", "after-relay-closer"})
 # Conditions a rule may require, evaluated on the configuration by plan.py.
 CONDITIONS = {
-    "tls-certificate": "a server certificate is configured (smtpd_tls_cert_file or chain files)",
-    "sasl-backend": "a SASL backend is configured (smtpd_sasl_type with smtpd_sasl_path)",
+    "tls-certificate": "a server certificate (smtpd_tls_cert_file or smtpd_tls_chain_files)",
+    "sasl-backend": "a SASL backend (smtpd_sasl_type, smtpd_sasl_path)",
 }
 # Flags for rules that could stop legitimate mail: never in a plan unless asked for.
 FLAGS = {

@@ -30,7 +30,9 @@ def _json(document: dict[str, Any]) -> str:
 
 
 def _one_line(value: str | None) -> str:
-    return " ".join(value.split()) if value is not None else "(not set)"
+    if value is None:
+        return "(not set)"
+    return " ".join(value.split()) or "(empty)"
 
 
 # -- plan ---------------------------------------------------------------------------------
