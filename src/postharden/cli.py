@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "rollback",
     "backups",
     "probe",
+    "verify",
 )
 
 

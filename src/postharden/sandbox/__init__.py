@@ -40,7 +40,9 @@ Asking it
 sender=..., recipient=...) -> Outcome`` opens one session, impersonates the client with
 ``XCLIENT ADDR NAME [LOGIN]``, says ``EHLO helo``, ``MAIL FROM``, ``RCPT TO``, and returns
 the first refusal: ``Outcome(command="connect"|"helo"|"mail"|"rcpt", code, text)``; command
-``"rcpt"`` with a 2xx code means accepted. ``Outcome.as_dict()`` is
+``"rcpt"`` with a 2xx code means accepted; ``code=None`` with an available service means the
+case could not be asked (XCLIENT refused the attributes, e.g. ``ADDR=0.0.0.1``, or the
+session broke; ``text`` says why). ``Outcome.as_dict()`` is
 ``{"command", "code", "text"}``. A service whose smtpd refuses to run (master keeps the
 port, no greeting) gives ``Outcome(available=False, command="connect", code=None,
 text=<fatal line from the maillog>)``.
@@ -900,6 +902,12 @@ class Sandbox:
             if case.sasl_login is not None:
                 attributes.insert(0, ("LOGIN", case.sasl_login))
             reply = client.xclient(attributes)
+            if reply.code in (501, 503, 550):
+                # XCLIENT_README: syntax, state or authorisation - not an access decision.
+                client.close()
+                return None, Outcome(
+                    "connect", None, f"not asked: XCLIENT refused the case: {reply}"
+                )
             if reply.code != 220:
                 client.close()
                 return None, _refusal("connect", reply)
