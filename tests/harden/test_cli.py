@@ -52,7 +52,7 @@ def test_every_format(tmp_path: Path, fmt: str) -> None:
         schema = json.loads((REPO / "src/postharden/schemas/plan.schema.json").read_text())
         jsonschema.validate(document, schema)
         assert document["safety"]["ok"] is True
-        assert {c["finding"] for c in document["changes"]} >= {"runbook:relay-closed", "runbook:mynetworks"}
+        assert {c["finding"] for c in document["changes"]} >= {"PH-REL-003", "PH-REL-004"}
     if fmt == "diff":
         assert result.stdout.startswith("--- a/main.cf\n+++ b/main.cf\n")
     # plan writes nothing

@@ -117,3 +117,19 @@ def test_unknown_profile_names_the_shipped_ones() -> None:
         load_profile("paranoid")
     with pytest.raises(ProfileError, match="no role"):
         load_profile("baseline", "gateway")
+
+
+def test_findings_name_audit_checks_or_runbook_items() -> None:
+    """Each rule names the audit check it fixes (PH-...), or a runbook/checklist item when
+    the audit has no check for it (opt-in rules that the audit flags the other way)."""
+    from postharden.checks import load_catalog
+
+    catalog = load_catalog()
+    ids = {spec.id for spec in (catalog.values() if hasattr(catalog, "values") else catalog)}
+    for profile in shipped_profiles():
+        for role in shipped_roles():
+            for rule in load_profile(profile, role).rules:
+                if rule.finding.startswith("PH-"):
+                    assert rule.finding in ids, (rule.id, rule.finding)
+                else:
+                    assert rule.finding.startswith(("runbook:", "checklist:")), rule.id

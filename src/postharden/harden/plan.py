@@ -722,7 +722,7 @@ class _Planner:
         rule = Rule(
             id="greylisting",
             kind="list-add",
-            finding="checklist:greylisting",
+            finding="PH-ACC-009",
             why=f"greylisting through the policy service {address} (checked: it answers)",
             parameter=RELAY_LIST,
             item=f"check_policy_service {address}",
