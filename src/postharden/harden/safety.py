@@ -10,8 +10,12 @@ and the new configuration and for every smtpd service, what these clients get:
 - a SASL-authenticated user (on services with smtpd_sasl_auth_enable = yes) relaying.
 
 A flow that was accepted before and is not after is a broken flow: the plan says so and
-apply refuses without --force. The relay analysis of the new configuration must show no
-open service.
+apply refuses without --force. There is one exception: a flow from an outside address
+(a stranger, or a SASL user connecting from outside) that was accepted
+only because a mynetworks entry the plan removes trusted it (`0.0.0.0/0`, a /1 half,
+a class-style network) was never legitimate; such a flow is reported as an intended
+closure, with the reason. The relay analysis of the new configuration must show no open
+service.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from postharden.config import PostfixConfig, split_list
+from postharden.config import Definition, PostfixConfig, split_list
 
 OUTSIDE = "203.0.113.7"
 OUTSIDE_NAME = "client.example.net"
@@ -48,10 +52,12 @@ class FlowResult:
     after: str
     worked_before: bool
     works_after: bool
+    # Why a flow that stops is meant to stop (trust the plan removes), or None.
+    intended: str | None = None
 
     @property
     def broken(self) -> bool:
-        return self.worked_before and not self.works_after
+        return self.worked_before and not self.works_after and self.intended is None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -64,6 +70,7 @@ class FlowResult:
             "before": self.before,
             "after": self.after,
             "broken": self.broken,
+            "intended": self.intended,
         }
 
 
@@ -160,6 +167,20 @@ def legitimate_flows(before: PostfixConfig, after: PostfixConfig) -> list[Flow]:
     return flows
 
 
+def _with_mynetworks(config: PostfixConfig, value: str) -> PostfixConfig:
+    """The configuration with main.cf's mynetworks replaced (the trust after the plan)."""
+    definitions = [d for d in config.definitions if d.name != "mynetworks"]
+    definitions.append(Definition("mynetworks", value, 0, 0))
+    return PostfixConfig(
+        config.config_dir,
+        definitions,
+        list(config.services),
+        config.defaults,
+        list(config.problems),
+        config.master_cf_present,
+    )
+
+
 def prove(before: PostfixConfig, after: PostfixConfig) -> Proof:
     """Run the decision engine on both configurations (see the module docstring)."""
     try:
@@ -168,6 +189,10 @@ def prove(before: PostfixConfig, after: PostfixConfig) -> Proof:
         return Proof((), (), f"the decision engine is not available: {error}")
     try:
         engine_before, engine_after = Engine(before), Engine(after)
+        after_trust = after.main.expanded("mynetworks")
+        engine_untrusted: Engine | None = None
+        if before.main.expanded("mynetworks") != after_trust:
+            engine_untrusted = Engine(_with_mynetworks(before, after_trust))
         results: list[FlowResult] = []
         for flow in legitimate_flows(before, after):
             context = ClientContext(
@@ -185,7 +210,21 @@ def prove(before: PostfixConfig, after: PostfixConfig) -> Proof:
                 results.append(FlowResult(flow, old.reply, "service removed", old.accepted, False))
                 continue
             new = engine_after.decide(flow.service, context)
-            results.append(FlowResult(flow, old.reply, new.reply, old.accepted, new.accepted))
+            intended = None
+            if (
+                flow.address == OUTSIDE
+                and old.accepted
+                and not new.accepted
+                and engine_untrusted is not None
+                and not engine_untrusted.decide(flow.service, context).accepted
+            ):
+                intended = (
+                    "accepted before only because mynetworks trusted this outside address; "
+                    f"the plan limits mynetworks to: {after_trust}"
+                )
+            results.append(
+                FlowResult(flow, old.reply, new.reply, old.accepted, new.accepted, intended)
+            )
         report = analyze_relay(after, engine_after)
         relays = tuple((s.service, s.verdict, s.summary) for s in report.services)
     except Exception as error:  # the engine is a library: report, never crash the plan

@@ -147,6 +147,9 @@ def _safety_lines(plan: Plan) -> list[str]:
     )
     for flow in proof.broken:
         lines.append(f"  BROKEN {flow.flow.label}: {flow.before} -> {flow.after}")
+    for flow in proof.flows:
+        if flow.intended is not None and flow.worked_before and not flow.works_after:
+            lines.append(f"  closed on purpose {flow.flow.label}: {flow.intended}")
     for service, verdict, summary in proof.relays:
         marker = "OPEN  " if verdict == "open" else ""
         lines.append(f"  {marker}{service}: {summary}")
