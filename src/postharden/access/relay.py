@@ -194,10 +194,27 @@ def _stage_parameter(stage: str) -> str:
 # -- classes --------------------------------------------------------------------------
 
 
+# Documentation addresses (RFC 5737, RFC 3849) make the best examples: they say "some
+# stranger" and Postfix accepts them in XCLIENT, which refuses 0.0.0.0/8 ("Bad ADDR syntax").
+_EXAMPLE_ADDRESSES = tuple(
+    ipaddress.ip_address(text)
+    for text in ("203.0.113.9", "198.51.100.9", "192.0.2.9", "2001:db8::9")
+)
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+
+
 def _representative(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     if network.num_addresses == 1:
         return str(network.network_address)
-    return str(network.network_address + 1)
+    for example in _EXAMPLE_ADDRESSES:
+        if example.version == network.version and example in network:
+            return str(example)
+    candidate = network.network_address + 1
+    if isinstance(network, ipaddress.IPv4Network) and candidate in _THIS_NETWORK:
+        candidate = ipaddress.IPv4Address("1.0.0.1")
+        if candidate not in network:
+            return str(network.network_address + 1)
+    return str(candidate)
 
 
 def _list_networks(lst: MatchList) -> Iterator[tuple[str, str]]:
