@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,8 +42,18 @@ _PER_PROCESS = frozenset({"process_id", "process_name"})
 _WARNING = re.compile(r"^\S*postconf: warning: (?:.*/)?(main\.cf|master\.cf): (.*)$")
 
 
+def age_files(directory: Path) -> None:
+    """Date the files a minute back: Postfix waits (300 ms at a time, for seconds) while a
+    configuration file is younger than a second or two, as if an editor were still
+    writing it."""
+    past = time.time() - 60
+    for path in directory.iterdir():
+        os.utime(path, (past, past))
+
+
 def run_postconf(directory: Path, *args: str) -> tuple[str, str]:
     assert POSTCONF is not None
+    age_files(directory)
     completed = subprocess.run(
         [POSTCONF, "-c", str(directory), *args],
         capture_output=True,
@@ -53,6 +64,12 @@ def run_postconf(directory: Path, *args: str) -> tuple[str, str]:
     )
     assert completed.returncode == 0, f"postconf {' '.join(args)} failed: {completed.stderr}"
     return completed.stdout, completed.stderr
+
+
+def _printable(text: str) -> str:
+    """Postfix logs a value through printable(): every byte outside ASCII 32..126 is `?`
+    (so a tab inside a continued value reads `x,y?2` in a warning)."""
+    return "".join(chr(b) if 32 <= b < 127 else "?" for b in text.encode("utf-8"))
 
 
 def parse_parameters(text: str) -> dict[str, str]:
@@ -167,13 +184,13 @@ def compare(directory: Path) -> list[str]:
     stdout_n, stderr_n = run_postconf(directory, "-n")
     warnings = parse_warnings(stderr_n)
     ours_unused = {
-        (u.file, f"{u.name}={normalize_space(u.value)}")
+        (u.file, f"{u.name}={normalize_space(_printable(u.value))}")
         for u in analysis.unused
         if u.service is None or u.service.key not in quirky
     }
     if quirky:
         plain = {
-            f"{o.name}={normalize_space(o.value)}"
+            f"{o.name}={normalize_space(_printable(o.value))}"
             for s in config.services
             if s.key not in quirky
             for o in s.overrides

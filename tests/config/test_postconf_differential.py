@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from postconf_oracle import POSTCONF, compare, parse_parameters, run_postconf
+from postconf_oracle import POSTCONF, age_files, compare, parse_parameters, run_postconf
 
 from postharden.config import load_config
 from postharden.config.defaults import (
@@ -47,6 +47,7 @@ def test_corpus_agrees_with_postconf(directory: Path, tmp_path: Path) -> None:
     # without surprises, and the test never writes into the repository.
     copy = tmp_path / directory.name
     shutil.copytree(directory, copy)
+    age_files(copy)
     mismatches = compare(copy)
     assert not mismatches, "\n".join(mismatches)
 

@@ -328,13 +328,22 @@ class PostfixConfig:
             yield service, self.effective(service)
 
     def check_expansions(self) -> None:
-        """Expand every value that is set; raise ConfigError where Postfix would die."""
+        """Expand every value that is set; raise ConfigError where Postfix would die.
+
+        Defaults that compare compatibility_level are expanded too: a malformed level
+        (`compatibility_level =`) is fatal in them, for postconf and every daemon.
+        """
+        level_defaults = [
+            name for name, value in self.defaults.values.items() if "level {" in value
+        ]
         for context in [self.main, *(self.effective(s) for s in self.services)]:
-            for name in context.set_names():
+            for name in [*context.set_names(), *level_defaults]:
                 try:
                     context.expansion(name)
                 except ExpansionError as error:
                     origin = context.origin(name)
+                    if origin.source == "default":
+                        origin = context.origin("compatibility_level")
                     raise ConfigError(f"{name}: {error}", location=str(origin)) from None
 
 
