@@ -443,6 +443,12 @@ def _risks(policy: ServicePolicy, service: Service) -> Iterator[Risk]:
             )
 
 
+def _own_addresses() -> frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    from postharden.config.defaults import machine_addresses
+
+    return frozenset(entry.address.ip for entry in machine_addresses())
+
+
 def _mynetworks_risks(policy: ServicePolicy) -> Iterator[Risk]:
     context = policy.context
     origin = str(context.origin("mynetworks"))
@@ -479,6 +485,10 @@ def _mynetworks_risks(policy: ServicePolicy) -> Iterator[Risk]:
             )
             continue
         if any(network.subnet_of(p) for p in _PRIVATE if p.version == network.version):  # type: ignore[arg-type]
+            continue
+        if network.num_addresses == 1 and network.network_address in _own_addresses():
+            # The server's own address (mynetworks_style = host lists it): trusting
+            # yourself is how local programs submit over SMTP, not a relay risk.
             continue
         total += network.num_addresses
         yield Risk(
