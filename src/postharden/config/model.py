@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,6 +259,7 @@ class PostfixConfig:
         defaults: Defaults,
         problems: list[ReadProblem],
         master_cf_present: bool,
+        source_lines: dict[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.config_dir = config_dir
         self.definitions = tuple(definitions)
@@ -265,6 +267,9 @@ class PostfixConfig:
         self.defaults = defaults
         self.problems = tuple(problems)
         self.master_cf_present = master_cf_present
+        # The physical lines of "main.cf" and "master.cf" as read (for lint's line-level
+        # checks: a `#` inside a continued value, -o lines after comments).
+        self.source_lines = dict(source_lines or {})
         self.winning: dict[str, Definition] = {}
         for definition in definitions:
             # Postfix drops assignments to read-only names ("read-only parameter assignment").
@@ -344,7 +349,12 @@ class PostfixConfig:
                     origin = context.origin(name)
                     if origin.source == "default":
                         origin = context.origin("compatibility_level")
-                    raise ConfigError(f"{name}: {error}", location=str(origin)) from None
+                    location = (
+                        f"{self.config_dir / origin.source}:{origin.line}"
+                        if origin.line is not None
+                        else str(self.main_cf)
+                    )
+                    raise ConfigError(f"{name}: {error}", location=location) from None
 
 
 def _read_text(path: Path, label: str) -> str:
@@ -414,21 +424,34 @@ def load_config(config_dir: Path | str, defaults: str | Defaults = "auto") -> Po
     "bundled", or a Defaults table.
     """
     directory = Path(config_dir)
-    if not directory.exists():
-        raise ConfigError("no such directory", location=str(directory))
-    if not directory.is_dir():
+    try:
+        mode = directory.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError("no such directory", location=str(directory)) from None
+    except PermissionError:
+        # A parent directory this user may not enter.
+        raise ConfigError("permission denied", location=str(directory)) from None
+    except OSError as error:
+        raise ConfigError(error.strerror or str(error), location=str(directory)) from None
+    if not stat.S_ISDIR(mode):
         raise ConfigError("not a directory", location=str(directory))
     if not os.access(directory, os.R_OK | os.X_OK):
         raise ConfigError("permission denied", location=str(directory))
     table = defaults if isinstance(defaults, Defaults) else load_defaults(defaults)
     problems: list[ReadProblem] = []
     main_path = directory / "main.cf"
-    definitions = parse_main_cf(_read_text(main_path, "main.cf"), str(main_path), problems)
+    main_text = _read_text(main_path, "main.cf")
+    definitions = parse_main_cf(main_text, str(main_path), problems)
+    source_lines = {"main.cf": tuple(main_text.split("\n"))}
     master_path = directory / "master.cf"
     services: list[Service] = []
     master_present = master_path.exists()
     if master_present:
-        services = parse_master_cf(_read_text(master_path, "master.cf"), str(master_path), problems)
+        master_text = _read_text(master_path, "master.cf")
+        services = parse_master_cf(master_text, str(master_path), problems)
+        source_lines["master.cf"] = tuple(master_text.split("\n"))
     else:
         problems.append(ReadProblem(str(master_path), None, "no master.cf: no services"))
-    return PostfixConfig(directory, definitions, services, table, problems, master_present)
+    return PostfixConfig(
+        directory, definitions, services, table, problems, master_present, source_lines
+    )
