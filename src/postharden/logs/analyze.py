@@ -183,13 +183,20 @@ class Tally:
         self.lines_invalid += other.lines_invalid
         self.add_time(other.start)
         self.add_time(other.end)
-        for name in _COUNTERS:
+        for name in COUNTERS:
             mine: Counter[str] = getattr(self, name)
-            for key, value in getattr(other, name).items():
-                if name == "anvil_max":
+            theirs: Counter[str] = getattr(other, name)
+            if name == "anvil_max":
+                for key, value in theirs.items():
                     mine[key] = max(mine[key], value)
-                else:
-                    _bump(mine, key, value)
+                continue
+            mine.update(theirs)
+            if len(mine) > CAP:
+                # Pruned once per merge, ties broken by key: the result depends only on
+                # the counts of each part, not on the order keys were first seen in it.
+                keep = sorted(mine.items(), key=lambda kv: (-kv[1], kv[0]))[: CAP // 2]
+                mine.clear()
+                mine.update(dict(keep))
         room = SAMPLES - len(self.unparsed_samples)
         self.unparsed_samples.extend(other.unparsed_samples[: max(room, 0)])
         room = SAMPLES - len(self.fatal_samples)
@@ -198,7 +205,7 @@ class Tally:
             self.hourly[hour].update(counts)
 
 
-_COUNTERS = [
+COUNTERS = [
     f.name
     for f in Tally.__dataclass_fields__.values()
     if f.name

@@ -24,6 +24,7 @@ from typing import Any
 from postharden.logs.analyze import Tally
 from postharden.logs.errors import LogError
 from postharden.logs.events import Kind
+from postharden.logs.fastscan import scan_fast
 from postharden.logs.reader import (
     MAX_LINE,
     LineParser,
@@ -38,64 +39,6 @@ from postharden.logs.reader import (
 
 BLOCK = 16 * 1024 * 1024
 SMALL = 32 * 1024 * 1024  # below this, no worker processes
-
-# Literal -> (kind, postscreen verdict or delivery status) of lines only counted.
-_BORING: list[tuple[bytes, Kind, str | None]] = [
-    (b"]: connect from ", Kind.CONNECT, None),
-    (b"]: disconnect from ", Kind.DISCONNECT, None),
-    (b": message-id=", Kind.MESSAGE_ID, None),
-    (b": removed\n", Kind.REMOVED, None),
-    (b": client=", Kind.CLIENT, None),
-    (b", status=sent ", Kind.DELIVERY, "sent"),
-    (b"]: CONNECT from [", Kind.POSTSCREEN, "CONNECT"),
-    (b"]: DISCONNECT [", Kind.POSTSCREEN, "DISCONNECT"),
-    (b"]: PASS OLD [", Kind.POSTSCREEN, "PASS OLD"),
-]
-_POSTFIX_TAGS = (b" postfix/", b" postfix-")
-
-_INTERESTING = [
-    rb"\]: (?:[0-9A-Za-z]+: )?[a-z][a-z_-]*: (?:CONNECT|HELO|EHLO|MAIL|RCPT|DATA|BDAT|END-OF-MESSAGE|VRFY|ETRN|AUTH|STARTTLS|header|body) ",
-    rb"\]: (?:[0-9A-Za-z]+: )?(?:warning|fatal|panic|error): ",
-    rb"\]: (?:[0-9A-Za-z]+: )?(?:lost connection after|timeout after|too many errors after) ",
-    rb"\]: disconnect from [^\n]* auth=",
-    rb": client=[^\n]*sasl_username=",
-    rb"TLS connection established ",
-    rb"\]: SSL_",
-    rb"\]: improper command pipelining",
-    rb"\]: bare <LF>",
-    rb"\]: (?:PASS NEW|PREGREET|DNSBL|HANGUP|COMMAND|NON-SMTP|BARE NEWLINE|WHITELIST|ALLOWLIST|BLACKLISTED|DENYLISTED|WHITELISTED|ALLOWLISTED) ",
-    rb"\]: addr [^\n]* listed by domain ",
-    rb"\]: statistics: ",
-    rb"\]: [0-9A-Za-z]+: from=[^\n]*, (?:size|status)=",
-    rb", status=(?:[a-rt-z]|s[a-df-z])",
-    rb"\]: (?:[0-9A-Za-z]+: )?(?:sender|postmaster) (?:non-delivery|delivery status|delay) notification",
-    rb"\]: [0-9A-Za-z]+: uid=",
-    rb"\]: (?:[0-9A-Za-z]+: )?(?:connect to |lost connection with |conversation with |host |certificate verification|enabling PIX|SASL authentication failed; server|discarding EHLO)",
-    rb"\]: (?:daemon started|terminating on signal|reload -- |starting the Postfix|stopping the Postfix|refreshing the Postfix|Deleted: |Requeued: |Placed on hold: |Released from hold: |cache |proxy-accept: |proxy-reject: |table )",
-    rb"\]: [0-9A-Za-z]+: (?:requeued|placed on hold|released from hold|skipped, still being delivered|expired)\n",
-]
-
-_DB: Any = None
-
-
-def _database() -> Any:
-    """The compiled hyperscan database, or None when hyperscan is not installed."""
-    global _DB
-    if _DB is None:
-        try:
-            import hyperscan
-        except ImportError:
-            _DB = False
-            return None
-        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        db.compile(
-            expressions=_INTERESTING,
-            ids=list(range(len(_INTERESTING))),
-            elements=len(_INTERESTING),
-            flags=[hyperscan.HS_FLAG_SINGLEMATCH * 0] * len(_INTERESTING),
-        )
-        _DB = db
-    return _DB or None
 
 
 @dataclass(frozen=True)
@@ -146,143 +89,15 @@ def _split_lines(block: bytes) -> Iterator[bytes]:
 def scan_block(
     block: bytes, year: int | None, month: int | None, reference: float, window: Window, exact: bool
 ) -> Tally:
-    """One block of whole lines -> Tally."""
-    tracker = YearTracker(year, month) if year is not None and month is not None else None
-    # The prefilter knows syslog-style lines; journalctl -o json records go line by line.
-    journal = block.startswith(b"{") or b"\n{" in block
-    if not exact and window.open and not journal and b"\x00" not in block:
-        tally = _scan_fast(block, tracker, reference)
+    """One block of whole lines -> Tally (the fast path when it can prove its result)."""
+    if not exact:
+        tally = scan_fast(block, year, month, reference, None if window.open else window.contains)
         if tally is not None:
             return tally
     tally = Tally()
     tracker = YearTracker(year, month) if year is not None and month is not None else None
     scan_exact(_split_lines(block), LineParser(tracker, reference), window, tally)
     return tally
-
-
-# Prefilter patterns whose lines also hold a counting-only literal: (pattern id, literal index).
-_OVERLAPS = {3: 1, 4: 4}
-
-
-def _scan_fast(block: bytes, tracker: YearTracker | None, reference: float) -> Tally | None:
-    db = _database()
-    if db is None:
-        return None
-    if not block.isascii():
-        try:
-            block.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    starts: list[int] = []
-    ids: list[int] = []
-    last = -1
-
-    def on_match(pattern: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
-        nonlocal last
-        if to <= last:
-            return
-        start = block.rfind(b"\n", 0, to - 1) + 1
-        end = block.find(b"\n", to)
-        last = len(block) if end < 0 else end
-        starts.append(start)
-        ids.append(pattern)
-
-    db.scan(block, match_event_handler=on_match)
-    remaining = [block.count(lit) for lit, _k, _d in _BORING]
-    if not block.endswith(b"\n") and block.endswith(b": removed"):
-        remaining[3] += 1
-    postfix = sum(block.count(tag) for tag in _POSTFIX_TAGS)
-    # The accounting identity, checked before any parsing: every Postfix line is either
-    # a prefiltered line or holds exactly one counting-only literal.
-    matched_postfix = 0
-    for start, pattern in zip(starts, ids, strict=True):
-        head = block[start : start + 200]
-        if b" postfix/" in head or b" postfix-" in head:
-            matched_postfix += 1
-            overlap = _OVERLAPS.get(pattern)
-            if overlap is not None:
-                remaining[overlap] -= 1
-    parser = LineParser(tracker, reference)
-    if min(remaining) < 0 or postfix != matched_postfix + sum(remaining):
-        return _scan_every_line(block, set(starts), parser)
-    tally = Tally()
-    for start in starts:
-        end = block.find(b"\n", start)
-        raw = block[start : (len(block) if end < 0 else end + 1)]
-        result = parser.parse(raw)
-        event = result.event
-        if result.invalid:
-            tally.lines_invalid += 1
-        elif event is None or event.kind is Kind.OTHER_PROGRAM:
-            tally.lines_other += 1
-        else:
-            tally.add(event, result.text)
-    _add_counted(tally, remaining)
-    tally.lines_total = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-    tally.lines_other = tally.lines_total - tally.lines_postfix - tally.lines_invalid
-    _edge_times(block, parser, tally)
-    return tally
-
-
-def _add_counted(tally: Tally, counted: list[int]) -> None:
-    for (_lit, kind, detail), k in zip(_BORING, counted, strict=True):
-        if not k:
-            continue
-        tally.kinds[kind] += k
-        tally.lines_postfix += k
-        if kind is Kind.DELIVERY:
-            tally.deliveries["sent"] += k
-        elif kind is Kind.POSTSCREEN and detail is not None:
-            tally.postscreen[detail] += k
-
-
-def _scan_every_line(block: bytes, starts: set[int], parser: LineParser) -> Tally:
-    """When the identity fails (a line the prefilter does not know): every line is looked
-    at, but lines holding a counting-only literal are still counted without parsing."""
-    tally = Tally()
-    counted = [0] * len(_BORING)
-    boring = [(i, lit.rstrip(b"\n")) for i, (lit, _k, _d) in enumerate(_BORING)]
-    pos = 0
-    n = len(block)
-    while pos < n:
-        end = block.find(b"\n", pos)
-        end = n if end < 0 else end + 1
-        raw = block[pos:end]
-        start = pos
-        pos = end
-        tally.lines_total += 1
-        if start not in starts and (b" postfix/" in raw or b" postfix-" in raw):
-            hit = next((i for i, lit in boring if lit in raw), None)
-            if hit is not None and len(raw) <= MAX_LINE and b"\x00" not in raw:
-                counted[hit] += 1
-                continue
-        result = parser.parse(raw)
-        event = result.event
-        if result.invalid:
-            tally.lines_invalid += 1
-        elif event is None or event.kind is Kind.OTHER_PROGRAM:
-            tally.lines_other += 1
-        else:
-            tally.add(event, result.text)
-    _add_counted(tally, counted)
-    _edge_times(block, parser, tally)
-    return tally
-
-
-def _edge_times(block: bytes, parser: LineParser, tally: Tally) -> None:
-    """Period bounds from the first and last Postfix lines of the block."""
-    lines = block.split(b"\n", 20)[:20]
-    for raw in lines:
-        r = parser.parse(raw)
-        if r.event is not None and r.event.kind is not Kind.OTHER_PROGRAM:
-            tally.add_time(r.event.ts)
-            break
-    tail = block[-64 * 1024 :].rsplit(b"\n", 21)[::-1]
-    for raw in tail:
-        r = parser.parse(raw)
-        if r.event is not None and r.event.kind is not Kind.OTHER_PROGRAM:
-            tally.add_time(r.event.ts)
-            break
 
 
 # --- tasks and workers -----------------------------------------------------------------
@@ -424,7 +239,7 @@ def analyze_paths(
     jobs = jobs or min(os.cpu_count() or 1, 4)
     pool: Any = None
     if jobs > 1 and (total_size > SMALL or use_stdin):
-        pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_database)
+        pool = multiprocessing.get_context("fork").Pool(jobs)
     tally = Tally()
     year_state: YearTracker | None = None
     try:
