@@ -18,6 +18,7 @@ from postharden.errors import EXIT_INTERRUPTED, EXIT_USAGE, PostHardenError
 # The order here is the order in `postharden --help`.
 COMMANDS: tuple[str, ...] = (
     "show",
+    "lint",
     "explain",
     "relay",
     "audit",
