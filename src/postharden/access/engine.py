@@ -39,19 +39,24 @@ from postharden.config import ConfigError, Context, PostfixConfig, Service, spli
 
 DUNNO, OK, REJECT = 0, 1, 2
 
-CLIENT, HELO, SENDER, RECIPIENT, ETRN = (
+CLIENT, HELO, SENDER, RECIPIENT, ETRN, DATA, EOD = (
     "Client host",
     "Helo command",
     "Sender address",
     "Recipient address",
-    "Etrn domain",
+    "Etrn command",
+    "Data command",
+    "End-of-data",
 )
+_NO_DEF_ACL = ""
 _DEF_ACL = {
     CLIENT: "check_client_access",
     HELO: "check_helo_access",
     SENDER: "check_sender_access",
     RECIPIENT: "check_recipient_access",
     ETRN: "check_etrn_access",
+    DATA: _NO_DEF_ACL,
+    EOD: _NO_DEF_ACL,
 }
 RELAY_REQUIRED = (
     "reject_unauth_destination",
@@ -188,6 +193,7 @@ class ServicePolicy:
                 ("recipient", "smtpd_recipient_restrictions"),
                 ("etrn", "smtpd_etrn_restrictions"),
                 ("data", "smtpd_data_restrictions"),
+                ("end-of-data", "smtpd_end_of_data_restrictions"),
             )
         }
         self.classes: dict[str, RestrictionList] = {}
@@ -225,6 +231,20 @@ class ServicePolicy:
         self.reject_unlisted_sender = _yes(e("smtpd_reject_unlisted_sender"))
         self.soft_bounce = _yes(e("soft_bounce"))
         self.sasl_enabled = _yes(e("smtpd_sasl_auth_enable"))
+        self._compile_tls(context)
+        self.disable_vrfy = _yes(e("disable_vrfy_command"))
+        self.fast_flush_domains = parse_match_list(
+            "fast_flush_domains",
+            e("fast_flush_domains"),
+            self.tables,
+            "fast_flush_domains"
+            in {x.lower() for x in split_list(e("parent_domain_matches_subdomains"))},
+        )
+        flush_name = e("flush_service_name").strip() or "flush"
+        self.flush_running = (
+            any(s.name == flush_name and s.type == "unix" for s in context.config.services)
+            or not context.config.master_cf_present
+        )
         self.allow_untrusted_routing = _yes(e("allow_untrusted_routing"))
         self.show_table = _yes(e("show_user_unknown_table_name"))
         self.null_key = e("smtpd_null_access_lookup_key").strip() or "<>"
@@ -307,6 +327,38 @@ class ServicePolicy:
         problem = self._relay_requirement()
         if problem is not None:
             self.startup_problem = problem
+
+    def _compile_tls(self, context: Context) -> None:
+        """What smtpd offers: STARTTLS (smtpd_tls_security_level and a certificate), TLS
+        required for MAIL/VRFY/ETRN/DATA (encrypt), AUTH only after STARTTLS, port-465
+        wrapper mode (the whole session is TLS)."""
+        e = context.expanded
+        level = e("smtpd_tls_security_level").strip().lower()
+        if not level:
+            # The obsolete switches, as smtpd reads them when the level is not set.
+            if _yes(e("smtpd_enforce_tls")):
+                level = "encrypt"
+            elif _yes(e("smtpd_use_tls")):
+                level = "may"
+            else:
+                level = "none"
+        self.tls_level = level
+        self.tls_level_origin = str(context.origin("smtpd_tls_security_level"))
+        self.tls_has_cert = any(
+            e(name).strip()
+            for name in (
+                "smtpd_tls_cert_file",
+                "smtpd_tls_eccert_file",
+                "smtpd_tls_dcert_file",
+                "smtpd_tls_chain_files",
+            )
+        )
+        self.tls_wrapper = _yes(e("smtpd_tls_wrappermode"))
+        self.tls_offered = level in ("may", "encrypt") and self.tls_has_cert
+        self.tls_required = level == "encrypt" and not self.tls_wrapper
+        self.tls_auth_only = _yes(e("smtpd_tls_auth_only"))
+        self.tls_auth_only_origin = str(context.origin("smtpd_tls_auth_only"))
+        self.tls_ask_ccert = _yes(e("smtpd_tls_ask_ccert")) or _yes(e("smtpd_tls_req_ccert"))
 
     def _list(self, context: Context, parameter: str) -> RestrictionList:
         return RestrictionList(
@@ -484,6 +536,9 @@ class _Eval:
         self.last_warn: str | None = None
         self.answers = answers
         self.questions: list[tuple[str, str, str]] = []
+        self.tls = False
+        self.sasl_user: str | None = client.sasl_user
+        self.etrn: str | None = None
 
     # -- trace and replies ------------------------------------------------------------
 
@@ -563,7 +618,9 @@ class _Eval:
                 self.step("warn_if_reject", "dunno", "the next restriction only warns")
                 continue
             if handler is not None:
-                status = handler(self, shown, argument, reply_name, reply_class, def_acl, words, index)
+                status = handler(
+                    self, shown, argument, reply_name, reply_class, def_acl, words, index
+                )
             else:
                 nested = self.p.classes.get(name)
                 if nested is not None:
@@ -1095,7 +1152,18 @@ def _defer_if_reject(
 def _quiet(
     ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
 ) -> int:
-    ev.step(shown, "dunno", "a well-behaved client with one recipient passes")
+    kind = shown.split()[0].lower()
+    if kind == "reject_unauth_pipelining":
+        detail = (
+            "modelled as a well-behaved client that waits for each reply (no pipelining "
+            "without PIPELINING, nothing sent early): passes; a client that talks ahead "
+            "gets 554 5.5.0 Improper use of SMTP command pipelining"
+        )
+    elif kind == "reject_multi_recipient_bounce":
+        detail = "modelled with one recipient per mail: passes"
+    else:
+        detail = "only delays the reply"
+    ev.step(shown, "dunno", detail)
     return DUNNO
 
 
@@ -1103,6 +1171,9 @@ def _quiet(
 def _plaintext(
     ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
 ) -> int:
+    if ev.tls:
+        ev.step(shown, "dunno", "the session is encrypted")
+        return DUNNO
     status = ev.reject(
         ev.p.codes["plaintext_reject_code"], "4.7.1", "Session encryption is required", what=shown
     )
@@ -1160,18 +1231,31 @@ def _permit_sasl(
     if not ev.p.sasl_enabled:
         ev.step(shown, "dunno", "smtpd_sasl_auth_enable = no: never permits")
         return DUNNO
-    if ev.c.sasl_user:
+    if ev.sasl_user:
         # With smtpd_tls_auth_only = yes a login implies that STARTTLS came first.
-        ev.step(shown, "permit", f"authenticated as {ev.c.sasl_user}")
+        ev.step(shown, "permit", f"authenticated as {ev.sasl_user}")
         return OK
     ev.step(shown, "dunno", "not authenticated")
     return DUNNO
+
+
+def _no_client_cert(ev: _Eval, shown: str) -> bool:
+    """No TLS, or smtpd never asks for a certificate: the restriction cannot match."""
+    if not ev.tls:
+        ev.step(shown, "dunno", "no TLS session: no client certificate")
+        return True
+    if not ev.p.tls_ask_ccert:
+        ev.step(shown, "dunno", "smtpd_tls_ask_ccert = no: smtpd asks for no client certificate")
+        return True
+    return False
 
 
 @_handler("permit_tls_clientcerts", "permit_tls_all_clientcerts")
 def _permit_certs(
     ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
 ) -> int:
+    if _no_client_cert(ev, shown):
+        return DUNNO
     if ev.ask(shown, "the client presents a trusted TLS client certificate"):
         ev.step(shown, "permit", "client certificate (outside answer)")
         return OK
@@ -1183,6 +1267,8 @@ def _permit_certs(
 def _ccert(
     ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
 ) -> int:
+    if _no_client_cert(ev, shown):
+        return DUNNO
     if ev.ask(shown, "the client's TLS certificate fingerprint is in the table"):
         ev.step(shown, "permit", "client certificate (outside answer)")
         return OK
@@ -1285,9 +1371,14 @@ def _recipient_access(
 def _etrn_access(
     ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
 ) -> int:
-    _need_table(ev, shown, arg)
-    ev.step(shown, "skipped", "no ETRN")
-    return DUNNO
+    table = _need_table(ev, shown, arg)
+    if ev.etrn is None:
+        ev.step(shown, "skipped", "no ETRN")
+        return DUNNO
+    status, found = ev.domain_access(shown, table, ev.etrn, ev.etrn, ETRN, acl)
+    if not found:
+        ev.step(shown, "dunno", f"no entry for {ev.etrn}")
+    return status
 
 
 @_handler("check_sasl_access")
@@ -1295,16 +1386,14 @@ def _sasl_access(
     ev: _Eval, shown: str, arg: str, rn: str, rc: str, acl: str, words: tuple[str, ...], i: int
 ) -> int:
     table = _need_table(ev, shown, arg)
-    if not ev.p.sasl_enabled or not ev.c.sasl_user:
+    if not ev.p.sasl_enabled or not ev.sasl_user:
         ev.step(shown, "skipped", "not authenticated" if ev.p.sasl_enabled else "SASL is off")
         return DUNNO
-    hit = ev.lookup(table, ev.c.sasl_user, False, shown)
+    hit = ev.lookup(table, ev.sasl_user, False, shown)
     if hit is None:
-        ev.step(shown, "dunno", f"no entry for {ev.c.sasl_user}")
+        ev.step(shown, "dunno", f"no entry for {ev.sasl_user}")
         return DUNNO
-    return ev.table_result(
-        shown, table, hit, ev.c.sasl_user, ev.c.sasl_user, "SASL login name", acl
-    )
+    return ev.table_result(shown, table, hit, ev.sasl_user, ev.sasl_user, "SASL login name", acl)
 
 
 @_handler("reject_unknown_client_hostname")
@@ -1756,7 +1845,7 @@ def _login_mismatch(
     kind = shown.lower()
     resolved = ev.p.resolve(ev.sender)
     owners_hit = ev.addr_find(ev.p.maps["smtpd_sender_login_maps"], resolved)
-    user = ev.c.sasl_user
+    user = ev.sasl_user
     if user and kind != "reject_unauthenticated_sender_login_mismatch":
         if owners_hit is None and kind == "reject_known_sender_login_mismatch":
             ev.step(shown, "dunno", "sender has no owner")
@@ -1807,6 +1896,7 @@ class _Outcome:
 def _run_session(ev: _Eval) -> _Outcome:
     p = ev.p
     c = ev.c
+    verb = c.verb
     client_list, helo_list = p.lists["client"], p.lists["helo"]
     dip = ev.defer_if_permit  # one SMTPD_DEFER, its `active` flag saved per stage
     dip_client = dip_helo = False
@@ -1816,6 +1906,10 @@ def _run_session(ev: _Eval) -> _Outcome:
         if ev.check_list("client", client_list, ev.namaddr, CLIENT) == REJECT:
             return _Outcome("connect", *ev.reply)
         dip_client = dip.active
+    # STARTTLS (right after the first EHLO), then what TLS changes for AUTH.
+    refused = _starttls(ev)
+    if refused is not None:
+        return refused
     # HELO/EHLO
     if c.helo is not None:
         ev.helo_name = c.helo
@@ -1826,6 +1920,24 @@ def _run_session(ev: _Eval) -> _Outcome:
                 ev.helo_name = None
                 return _Outcome("helo", *ev.reply)
             dip_helo = dip.active
+    if verb == "EXPN":
+        ev.stage = "expn"
+        ev.step("EXPN", "reject", "Postfix does not implement EXPN", "built-in")
+        return _Outcome("expn", 500, "5.5.2 Error: command not recognized")
+    first = {"VRFY": "vrfy", "ETRN": "etrn"}.get(verb, "mail")
+    if p.tls_required and not ev.tls:
+        ev.stage = first
+        ev.step(
+            "smtpd_tls_security_level = encrypt",
+            "reject",
+            "the client did not say STARTTLS",
+            p.tls_level_origin,
+        )
+        return _Outcome(first, 530, "5.7.0 Must issue a STARTTLS command first")
+    if verb == "VRFY":
+        return _vrfy(ev)
+    if verb == "ETRN":
+        return _etrn(ev, dip_client, dip_helo)
     ev.stage = "mail"
     if p.helo_required and ev.helo_name is None:
         ev.step(
@@ -1841,30 +1953,94 @@ def _run_session(ev: _Eval) -> _Outcome:
         status, dip_sender = _check_mail(ev)
         if status == REJECT:
             return _Outcome("mail", *ev.reply)
-    # RCPT
-    recipient = c.recipient
     ev.sender = c.sender
+    refused = _check_rcpt(ev, c.recipient, "rcpt", dip_sender, with_sender=True)
+    if refused is not None:
+        return refused
+    if verb == "DATA":
+        return _data(ev)
+    return _Outcome("rcpt", 250, "2.1.5 Ok")
+
+
+def _starttls(ev: _Eval) -> _Outcome | None:
+    p, c = ev.p, ev.c
+    ev.tls = p.tls_wrapper and p.tls_has_cert
+    if ev.tls:
+        ev.stage = "tls"
+        ev.step("smtpd_tls_wrappermode", "dunno", "the whole session is TLS (port 465 style)")
+    elif c.tls:
+        ev.stage = "tls"
+        if p.tls_offered:
+            ev.tls = True
+            ev.step(
+                "STARTTLS",
+                "dunno",
+                "the client starts TLS (no client certificate)",
+                p.tls_level_origin,
+            )
+        elif p.tls_level == "encrypt":
+            ev.step(
+                "STARTTLS",
+                "defer",
+                "smtpd_tls_security_level = encrypt without a certificate: smtpd offers "
+                "STARTTLS and fails it",
+                p.tls_level_origin,
+            )
+            return _Outcome("connect", 454, "4.7.0 TLS not available due to local problem")
+        else:
+            why = "no certificate" if p.tls_level == "may" else f"level {p.tls_level}"
+            ev.step(
+                "STARTTLS",
+                "skipped",
+                f"not offered ({why}): the session stays in plaintext",
+                p.tls_level_origin,
+            )
+    ev.sasl_user = c.sasl_user
+    if c.sasl_user and p.sasl_enabled and p.tls_auth_only and not ev.tls:
+        ev.stage = "tls"
+        ev.step(
+            "smtpd_tls_auth_only",
+            "skipped",
+            f"AUTH is offered only after STARTTLS: {c.sasl_user} cannot log in on a "
+            "plaintext session",
+            p.tls_auth_only_origin,
+        )
+        ev.sasl_user = None
+    return None
+
+
+def _check_rcpt(
+    ev: _Eval, recipient: str, command: str, dip_sender: bool, *, with_sender: bool
+) -> _Outcome | None:
+    """smtpd_check_rcpt(): the delayed client/helo/sender lists, relay and recipient lists,
+    defer_if_permit, unlisted recipients. None when the recipient passes."""
+    p = ev.p
+    dip = ev.defer_if_permit
     if recipient == "":
-        return _Outcome("rcpt", 501, "5.1.3 Bad recipient address syntax")
+        return _Outcome(command, 501, "5.1.3 Bad recipient address syntax")
     if recipient.lower() == "postmaster":
-        ev.stage = "rcpt"
+        ev.stage = command
         ev.step("postmaster", "permit", "RFC 5321: <postmaster> is always accepted")
-        return _Outcome("rcpt", 250, "2.1.5 Ok")
+        return None
     ev.recipient = recipient
     if p.delay_reject:
         dip.active = False
-        if ev.check_list("client", client_list, ev.namaddr, CLIENT) == REJECT:
-            return _Outcome("rcpt", *ev.reply)
+        if ev.check_list("client", p.lists["client"], ev.namaddr, CLIENT) == REJECT:
+            return _Outcome(command, *ev.reply)
         dip_client = dip.active
         if ev.helo_name is not None:
             dip.active = dip_client
-            if ev.check_list("helo", helo_list, ev.helo_name, HELO) == REJECT:
-                return _Outcome("rcpt", *ev.reply)
+            if ev.check_list("helo", p.lists["helo"], ev.helo_name, HELO) == REJECT:
+                return _Outcome(command, *ev.reply)
             dip_helo = dip.active
-        dip.active = dip_client or dip_helo
-        status, dip_sender = _check_mail(ev)
-        if status == REJECT:
-            return _Outcome("rcpt", *ev.reply)
+        else:
+            dip_helo = False
+        if with_sender:
+            dip.active = dip_client or dip_helo
+            status, dip_sender = _check_mail(ev)
+            if status == REJECT:
+                return _Outcome(command, *ev.reply)
+    # Without MAIL (VRFY) smtpd restores the flag the last MAIL left: none in a new session.
     dip.active = dip_sender
     ev.recursion = 0
     ev.warn_if_reject = 0
@@ -1895,7 +2071,7 @@ def _run_session(ev: _Eval) -> _Outcome:
         except _ServerError:
             status = REJECT
         if status == REJECT:
-            return _Outcome("rcpt", *ev.reply)
+            return _Outcome(command, *ev.reply)
     ev.stage = "builtin"
     if dip.active:
         ev.step(
@@ -1905,7 +2081,7 @@ def _run_session(ev: _Eval) -> _Outcome:
         )
         status = ev.reject(dip.code, dip.dsn, dip.text, dip.error_class)
         if status == REJECT:
-            return _Outcome("rcpt", *ev.reply)
+            return _Outcome(command, *ev.reply)
     if p.reject_unlisted_recipient and not ev.recipient_checked and not ev.discard:
         ev.origin = str(p.context.origin("smtpd_reject_unlisted_recipient"))
         try:
@@ -1920,8 +2096,114 @@ def _run_session(ev: _Eval) -> _Outcome:
             else "recipient is known (or its domain is not checked)",
         )
         if status == REJECT:
-            return _Outcome("rcpt", *ev.reply)
-    return _Outcome("rcpt", 250, "2.1.5 Ok")
+            return _Outcome(command, *ev.reply)
+    return None
+
+
+def _vrfy(ev: _Eval) -> _Outcome:
+    """vrfy_cmd(): disable_vrfy_command, then the recipient checks without a sender."""
+    p = ev.p
+    ev.stage = "vrfy"
+    if p.disable_vrfy:
+        ev.step(
+            "disable_vrfy_command",
+            "reject",
+            "VRFY is disabled",
+            str(p.context.origin("disable_vrfy_command")),
+        )
+        return _Outcome("vrfy", 502, "5.5.1 VRFY command is disabled")
+    argument = ev.c.recipient
+    if not argument.strip():
+        return _Outcome("vrfy", 501, "5.5.4 Syntax: VRFY address")
+    ev.sender = None
+    refused = _check_rcpt(ev, argument, "vrfy", False, with_sender=False)
+    if refused is not None:
+        return refused
+    ev.stage = "vrfy"
+    ev.step(
+        "VRFY",
+        "permit",
+        "252 is the answer for every address the recipient checks pass; an unknown local "
+        "user gets 550 (the difference tells which users exist)",
+        "built-in",
+    )
+    return _Outcome("vrfy", 252, f"2.0.0 {argument}")
+
+
+def _etrn(ev: _Eval, dip_client: bool, dip_helo: bool) -> _Outcome:
+    """etrn_cmd() and smtpd_check_etrn(): HELO, syntax, delayed client/helo lists,
+    smtpd_etrn_restrictions, then the fast flush service (fast_flush_domains)."""
+    p = ev.p
+    dip = ev.defer_if_permit
+    ev.stage = "etrn"
+    if p.helo_required and ev.helo_name is None:
+        ev.step(
+            "smtpd_helo_required",
+            "reject",
+            "send HELO/EHLO first",
+            str(p.context.origin("smtpd_helo_required")),
+        )
+        return _Outcome("etrn", 503, "Error: send HELO/EHLO first")
+    domain = ev.c.recipient.strip()
+    if not domain or " " in domain:
+        return _Outcome("etrn", 500, "Syntax: ETRN domain")
+    if domain[0] in "@#":
+        domain = domain[1:]
+    literal = domain.startswith("[") and domain.endswith("]")
+    if not (valid_hostname(domain) or (literal and _valid_mailhost_addr(domain[1:-1]))):
+        ev.step("ETRN", "reject", f"{domain} is not a domain name or address literal")
+        return _Outcome("etrn", 501, "Error: invalid parameter syntax")
+    if p.delay_reject:
+        dip.active = False
+        if ev.check_list("client", p.lists["client"], ev.namaddr, CLIENT) == REJECT:
+            return _Outcome("etrn", *ev.reply)
+        dip_client = dip.active
+        dip_helo = False
+        if ev.helo_name is not None:
+            dip.active = dip_client
+            if ev.check_list("helo", p.lists["helo"], ev.helo_name, HELO) == REJECT:
+                return _Outcome("etrn", *ev.reply)
+            dip_helo = dip.active
+    dip.active = dip_client or dip_helo
+    ev.etrn = domain
+    if ev.check_list("etrn", p.lists["etrn"], domain, ETRN) == REJECT:
+        return _Outcome("etrn", *ev.reply)
+    if dip.active:
+        ev.stage = "builtin"
+        ev.step("defer_if_permit", "defer", f"an earlier defer_if_permit: {dip.code}")
+        if ev.reject(dip.code, dip.dsn, dip.text, dip.error_class) == REJECT:
+            return _Outcome("etrn", *ev.reply)
+    ev.stage = "etrn"
+    origin = str(p.context.origin("fast_flush_domains"))
+    if p.fast_flush_domains.match_name(domain) is None:
+        ev.step("fast_flush_domains", "reject", f"{domain} is not a fast flush domain", origin)
+        return _Outcome("etrn", 459, f"<{domain}>: service unavailable")
+    if not p.flush_running:
+        ev.step("flush service", "defer", "master.cf has no flush service", origin)
+        return _Outcome("etrn", 458, "Unable to queue messages")
+    ev.step("fast_flush_domains", "permit", f"{domain} is a fast flush domain", origin)
+    return _Outcome("etrn", 250, "Queuing started")
+
+
+def _data(ev: _Eval) -> _Outcome:
+    """smtpd_check_data() at DATA, then smtpd_check_eod() after an empty message."""
+    p = ev.p
+    for stage, name, reply_class, command, accepted in (
+        ("data", "DATA", DATA, "data", None),
+        ("end-of-data", "END-OF-MESSAGE", EOD, "end-of-data", (250, "2.0.0 Ok: queued")),
+    ):
+        dip = ev.defer_if_permit
+        dip.active = False
+        if ev.check_list(stage, p.lists[stage], name, reply_class) == REJECT:
+            return _Outcome(command, *ev.reply)
+        if dip.active:
+            ev.stage = stage
+            ev.step("defer_if_permit", "defer", f"an earlier defer_if_permit: {dip.code}")
+            if ev.reject(dip.code, dip.dsn, dip.text, dip.error_class) == REJECT:
+                return _Outcome(command, *ev.reply)
+        if accepted is not None:
+            return _Outcome(command, *accepted)
+    raise AssertionError("unreachable")
 
 
 def _check_mail(ev: _Eval) -> tuple[int, bool]:

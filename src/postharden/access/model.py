@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-Command = Literal["connect", "helo", "mail", "rcpt"]
+Command = Literal["connect", "helo", "mail", "rcpt", "vrfy", "expn", "etrn", "data", "end-of-data"]
+Verb = Literal["RCPT", "VRFY", "EXPN", "ETRN", "DATA"]
+VERBS: tuple[Verb, ...] = ("RCPT", "VRFY", "EXPN", "ETRN", "DATA")
 Verdict = Literal["accept", "reject", "defer", "unavailable"]
 StepResult = Literal[
     "permit",
@@ -31,8 +33,16 @@ class ClientContext:
     """Who talks to smtpd and what it asks for.
 
     `name` is the client host name Postfix verified (None: "unknown"); `helo` None means the
-    client sends no HELO/EHLO; `sasl_user` None means not authenticated; `sender` "" is the
-    null sender `<>`.
+    client sends no HELO/EHLO; `sasl_user` None means not authenticated (the client logs in
+    with AUTH, after STARTTLS when `tls`); `sender` "" is the null sender `<>`.
+
+    `tls`: the client says STARTTLS (when the service offers it) right after EHLO, and
+    presents no client certificate. `verb` is what the client tries after HELO:
+
+    - RCPT: MAIL FROM:<sender>, RCPT TO:<recipient> (the default);
+    - VRFY / EXPN: `VRFY recipient` / `EXPN recipient`, without MAIL;
+    - ETRN: `ETRN recipient` (a domain, `@domain` or `[address]`);
+    - DATA: MAIL, RCPT, DATA, an empty message and the end-of-data dot.
     """
 
     address: str
@@ -41,6 +51,8 @@ class ClientContext:
     sasl_user: str | None = None
     sender: str = ""
     recipient: str = ""
+    tls: bool = False
+    verb: Verb = "RCPT"
 
 
 class TraceStep(NamedTuple):
@@ -88,7 +100,9 @@ class Decision:
     """What Postfix answers one client on one service.
 
     `command` is where the first refusal happens (connect, helo, mail, rcpt), or "rcpt"
-    with a 2xx code when the recipient is accepted. `code` is 0 when smtpd cannot run.
+    with a 2xx code when the recipient is accepted. For the other verbs it is the verb's
+    own reply (vrfy, expn, etrn) when nothing refused earlier; for DATA, "data" when the
+    DATA command is refused, else "end-of-data" with the reply to the final dot. `code` is 0 when smtpd cannot run.
     When `outside` is non-empty the decision shown assumes every outside answer is "no"
     (not listed, lookup succeeded); each Outside gives the other outcome.
     """

@@ -47,7 +47,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--sasl-user", metavar="USER", help="the SASL login name (default: not authenticated)"
     )
     parser.add_argument("--sender", metavar="ADDR", help="MAIL FROM address ('' is <>)")
-    parser.add_argument("--recipient", metavar="ADDR", help="RCPT TO address")
+    parser.add_argument(
+        "--recipient",
+        metavar="ADDR",
+        help="RCPT TO address (the VRFY/EXPN argument, the ETRN domain)",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=None,
+        help="the client says STARTTLS after EHLO (when offered; no client certificate)",
+    )
+    parser.add_argument(
+        "--verb",
+        type=str.upper,
+        choices=("RCPT", "VRFY", "EXPN", "ETRN", "DATA"),
+        default=None,
+        help="what the client tries after HELO (default RCPT: MAIL FROM then RCPT TO; DATA "
+        "goes on through DATA and an empty message)",
+    )
     parser.add_argument(
         "--cases",
         metavar="FILE",
@@ -74,24 +92,22 @@ def run(args: argparse.Namespace) -> int:
             args.sasl_user,
             args.sender,
             args.recipient,
+            args.tls,
+            args.verb,
         ]
         if any(value is not None for value in single):
             raise UsageError(
                 "--cases reads every case from the file: no --client-*, "
-                "--helo, --sasl-user, --sender or --recipient with it"
+                "--helo, --sasl-user, --sender, --recipient, --tls or --verb with it"
             )
         config = load_config(args.config_dir, args.defaults)
         engine = Engine(config)
         return _batch(engine, args.cases, args.service, render_decision_line)
-    missing = [
-        flag
-        for flag, value in (
-            ("--client-address", args.client_address),
-            ("--sender", args.sender),
-            ("--recipient", args.recipient),
-        )
-        if value is None
-    ]
+    verb = args.verb or "RCPT"
+    needed = [("--client-address", args.client_address), ("--recipient", args.recipient)]
+    if verb in ("RCPT", "DATA"):
+        needed.append(("--sender", args.sender))
+    missing = [flag for flag, value in needed if value is None]
     if missing:
         raise UsageError("missing " + ", ".join(missing) + " (or give --cases FILE)")
     config = load_config(args.config_dir, args.defaults)
@@ -101,9 +117,11 @@ def run(args: argparse.Namespace) -> int:
         args.client_name,
         args.helo,
         args.sasl_user,
-        args.sender,
+        args.sender if args.sender is not None else "",
         args.recipient,
         "command line",
+        bool(args.tls),
+        verb,
     )
     decision = engine.decide(args.service, context)
     render = render_decision_json if args.format == "json" else render_decision_text
@@ -119,10 +137,13 @@ def _context(
     sender: object,
     recipient: object,
     where: str,
+    tls: object = False,
+    verb: object = "RCPT",
 ) -> ClientContext:
     import ipaddress
 
     from postharden.access import ClientContext
+    from postharden.access.model import VERBS
 
     if not isinstance(address, str):
         raise UsageError(f"{where}: client_address must be a string")
@@ -136,11 +157,16 @@ def _context(
     for label, value in (("sender", sender), ("recipient", recipient)):
         if not isinstance(value, str):
             raise UsageError(f"{where}: {label} must be a string")
+    if not isinstance(tls, bool):
+        raise UsageError(f"{where}: tls must be true or false")
+    if not isinstance(verb, str) or verb.upper() not in VERBS:
+        raise UsageError(f"{where}: verb must be one of {', '.join(VERBS)}")
+    checked = next(v for v in VERBS if v == verb.upper())
     assert isinstance(sender, str) and isinstance(recipient, str)
     assert name is None or isinstance(name, str)
     assert helo is None or isinstance(helo, str)
     assert sasl is None or isinstance(sasl, str)
-    return ClientContext(address, name or None, helo, sasl or None, sender, recipient)
+    return ClientContext(address, name or None, helo, sasl or None, sender, recipient, tls, checked)
 
 
 def _batch(
@@ -172,6 +198,8 @@ def _batch(
                 "sasl_user",
                 "sender",
                 "recipient",
+                "tls",
+                "verb",
             }
             if unknown:
                 raise InputError(f"unknown field(s): {', '.join(sorted(unknown))}", location=where)
@@ -183,6 +211,8 @@ def _batch(
                 case.get("sender", ""),
                 case.get("recipient"),
                 where,
+                case.get("tls", False),
+                case.get("verb", "RCPT"),
             )
             service = case.get("service") or default_service
             if not isinstance(service, str):
