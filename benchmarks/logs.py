@@ -1,6 +1,6 @@
 """Benchmark `postharden logs` against pflogsumm and `grep -c 'reject:'` on one generated log.
 
-    .venv/bin/python benchmarks/logs.py [--size-mb 1024] [--dir DIR] [--keep]
+    .venv/bin/python benchmarks/logs.py [--size-mb 1024] [--dir DIR] [--keep] [--log PATH]
 
 The log is generated from real Postfix lines (the public corpora in ../shared/data and
 lines recorded from Postfix 3.7 in the real-Postfix tests) with varied client addresses,
@@ -164,14 +164,19 @@ def main() -> int:
     ap.add_argument("--size-mb", type=int, default=1024, help="log size in MB (default 1024)")
     ap.add_argument("--dir", type=Path, help="where to write the log (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the generated log")
+    ap.add_argument(
+        "--log", type=Path, help="use this log (generated there first if it does not exist)"
+    )
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="postharden-bench-", dir=args.dir))
-    log = workdir / "mail.log"
+    log = args.log or workdir / "mail.log"
     try:
         t0 = time.perf_counter()
-        generate(log, args.size_mb * 1_000_000)
+        if not log.exists():
+            generate(log, args.size_mb * 1_000_000)
+            print(f"generated in {time.perf_counter() - t0:.0f}s: {log}")
         size_mb = log.stat().st_size / 1e6
-        print(f"generated {size_mb:.0f} MB in {time.perf_counter() - t0:.0f}s: {log}")
+        print(f"log: {log} ({size_mb:.0f} MB)")
         subprocess.run(["cat", str(log)], stdout=subprocess.DEVNULL, check=True)  # warm the cache
         postharden = [sys.executable, "-m", "postharden", "logs", "--format", "json", str(log)]
         rows = []

@@ -141,7 +141,9 @@ _BRANCHES = [
     + rb"{1,100}) authentication (?P<sk>failed|aborted)(?P<st>(?::[ -~]{0,4000})?)(?=\n)"
     + rb"|(?P<wd>[ -~]{0,8000})(?=\n))",
     # lost connection / timeout / too many errors after STAGE from name[ip]
-    rb"(?:" + _QID + rb")?(?P<lk>lost connection|timeout|too many errors) after (?P<ls>"
+    rb"(?:"
+    + _QID
+    + rb")?(?P<lk>lost connection|timeout|too many errors) after (?P<ls>"
     + _NS
     + rb"{1,100})(?: \(\d{1,15} bytes\))? from "
     + _CLIENT % (_IP + rb"{0,100}",)
@@ -325,7 +327,9 @@ def _scan(
     if any(trigger in addrs for trigger in _ADDR_TRIGGERS):
         raise Unsure
     reasons: dict[bytes, tuple[str, str | None]] = {}
-    for (action_b, stage_b, ip, text_b, t), n in fields(part, "ra", "rs", "rip", "rt", "ts").items():
+    for (action_b, stage_b, ip, text_b, t), n in fields(
+        part, "ra", "rs", "rip", "rt", "ts"
+    ).items():
         action = action_b.decode()
         if action not in _REJECT_ACTIONS:
             tally.other_actions[action] += n
@@ -387,8 +391,9 @@ def _scan(
         _add_warning(tally, _warning(detail_b.decode(), base), kinds, hourly)
 
     tally.lines_postfix = len(rows)
-    for t in times:
-        tally.add_time(times[t][0])
+    for ts, _hour, inside in times.values():
+        if inside:
+            tally.add_time(ts)
 
     # --- the other lines, in order, through the exact parser (samples keep their order)
     parser = _MonthParser(YearTracker(year, month), reference, months)
@@ -449,9 +454,7 @@ def pick_from(
     return [r for r in part if r[index] == value]
 
 
-def _add_warning(
-    t: Tally, e: Event, kinds: Counter[Any], hourly: Counter[tuple[int, str]]
-) -> None:
+def _add_warning(t: Tally, e: Event, kinds: Counter[Any], hourly: Counter[tuple[int, str]]) -> None:
     """The tally of one event of the warning rule (same as Tally.add, minus lines)."""
     kind = e.kind
     kinds[kind] += 1

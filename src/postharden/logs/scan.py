@@ -1,14 +1,13 @@
-"""Scan log sources into a Tally: large blocks, all cores, a multi-pattern prefilter.
+"""Scan log sources into a Tally: large blocks, all cores, one regex pass per block.
 
 Each block of whole lines is scanned in one of two ways that give the same Tally:
 
 * exact: every line through the pure parser;
-* fast: hyperscan finds the lines that matter (rejects, SASL, TLS, warnings, queue
-  events...) at memory speed and only those are parsed; frequent lines that only need
-  counting (connect, message-id, removed, status=sent...) are counted with bytes.count.
-  An accounting identity checks that every Postfix line of the block was either parsed or
-  counted; when it does not hold (a line no prefilter knows, junk, NUL bytes), the block
-  is rescanned exactly. So unparsed lines are still found and counted, only slower.
+* fast (fastscan.py): one `re.findall` pass matches every line once; lines of the
+  frequent shapes give only the fields the report needs, any other line (unknown,
+  truncated, another program, junk) goes through the exact parser on its own. When the
+  block holds something the fast path cannot prove equal (New Year inside the block, a
+  reject text that could move the parser's split), the block is rescanned exactly.
 """
 
 from __future__ import annotations

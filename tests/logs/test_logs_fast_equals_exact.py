@@ -1,0 +1,186 @@
+"""The fast path (one findall pass, per-line exact fallback) must give exactly the report
+of the exact path (every line through the parser), on the benchmark's generated log and
+on odd lines: truncated lines, other programs, multi-instance and non-`postfix` syslog
+names, junk, CRLF, non-ASCII, over-long lines, New Year inside a block, time windows."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from postharden.logs import fastscan
+from postharden.logs.analyze import build_report
+from postharden.logs.scan import Window, analyze_paths, scan_block
+from postharden.logs.thresholds import Thresholds
+
+BENCH = Path(__file__).parents[2] / "benchmarks/logs.py"
+
+
+def _bench() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_logs", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_logs"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _both(path: Path, **kw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    fast, _s = analyze_paths([str(path)], jobs=1, **kw)
+    exact, _s = analyze_paths([str(path)], jobs=1, exact=True, **kw)
+    th = Thresholds()
+    return build_report(fast, th), build_report(exact, th)
+
+
+def test_generated_benchmark_log(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    _bench().generate(log, 3_000_000, seed=3)
+    fast, exact = _both(log, block=256 * 1024)
+    assert fast == exact
+    assert fast["rejects"]["total"] > 1000 and fast["lines"]["unparsed"] > 0
+    # Most lines took the fast branches: the per-line fallback is the exception.
+    data = log.read_bytes()
+    rows = fastscan.PATTERN.findall(b"\n" + data)
+    raw = sum(1 for r in rows if not r[fastscan._G["ts"]])
+    assert raw < 0.03 * len(rows)
+
+
+ODD = [
+    # truncated lines (as the generator copies them from the corpus)
+    "{ts} mx postfix/smtp[1]: 3mPVKl0Mhjz7sXv: to=<56597@con",
+    "{ts} mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from x[192.0.2.1]: 554 5.7.1 <a@b>: Rel",
+    "{ts} mx postfix/smtpd[1]: warning: x[192.0.2.1]: SASL LOGIN authentication failedxyz",
+    # other programs, some of them saying Postfix-like things
+    "{ts} mx dovecot[5]: imap-login: Login: user=<x>, rip=192.0.2.9",
+    "{ts} mx amavis[7]: connect from x[192.0.2.1]",
+    "{ts} mx opendkim[8]: 1234ABCDEF: reject: RCPT from x[192.0.2.1]: 554 5.7.1 x; proto=SMTP",
+    # multi-instance and non-`postfix` syslog names
+    "{ts} mx postfix-out/smtp[2]: ABCDEF1234: to=<u@bounce.test>, relay=none, delay=1, "
+    "dsn=5.0.0, status=bounced (host said: 550 no)",
+    "{ts} mx postfix/submission/smtpd[3]: ABCDEF1235: client=c[10.9.0.1], sasl_method=PLAIN, "
+    "sasl_username=eve",
+    "{ts} mx mailout/smtpd[4]: NOQUEUE: reject: RCPT from y[198.51.100.7]: 554 5.7.1 "
+    "<v@o.test>: Relay access denied; from=<a@b.test> to=<v@o.test> proto=ESMTP helo=<h>",
+    "{ts} mx postfixadmin[4]: connect from x[192.0.2.1]",
+    # rejects whose text could move the parser's split, or change its class
+    "{ts} mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from a[192.0.2.2]: 550 5.1.1 "
+    "<greylist@x.test>: Recipient address rejected: Access denied; from=<a@b> proto=SMTP",
+    "{ts} mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from a[192.0.2.3]: 550 5.7.1 "
+    "Client host rejected: mail from b[192.0.2.4]: go away; from=<a@b> proto=SMTP",
+    "{ts} mx postfix/smtpd[1]: NOQUEUE: milter-reject: END-OF-MESSAGE from a[192.0.2.5]: "
+    "451 4.7.1 Greylisting in action; from=<a@b> to=<c@d> proto=ESMTP helo=<h>",
+    "{ts} mx postfix/smtpd[1]: NOQUEUE: reject_warning: RCPT from a[192.0.2.6]: 554 5.7.1 "
+    "Service unavailable; Client host [192.0.2.6] blocked using zen.example; "
+    "from=<a@b> to=<c@d> proto=ESMTP helo=<h>",
+    "{ts} mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from a[192.0.2.7]: 554 5.7.1 "
+    "Service unavailable; Client host [192.0.2.7] blocked using zen.example; "
+    "from=<a@b> to=<c@d> proto=ESMTP helo=<h>",
+    # SASL tails, disconnect counts, warnings, fatals, postscreen, anvil
+    "{ts} mx postfix/smtpd[1]: warning: u[192.0.2.8]: SASL PLAIN authentication failed: , "
+    "sasl_username=x, sasl_username=y",
+    "{ts} mx postfix/smtpd[1]: warning: u[192.0.2.8]: SASL login authentication aborted",
+    "{ts} mx postfix/smtpd[1]: disconnect from u[192.0.2.8] ehlo=1 auth=0/2 auth=1/3 quit=1",
+    "{ts} mx postfix/smtpd[1]: warning: problem talking to server 127.0.0.1:9999: refused",
+    "{ts} mx postfix/smtpd[1]: warning: TLS library problem: error:0A000126",
+    "{ts} mx postfix/smtpd[1]: warning: hostname x does not resolve to address 192.0.2.9",
+    "{ts} mx postfix/smtpd[1]: warning: ",
+    "{ts} mx postfix/master[1]: fatal: bind 0.0.0.0 port 25: Address already in use",
+    "{ts} mx postfix/postscreen[1]: PREGREET 11 after 0.1 from [192.0.2.10]:5678: EHLO x",
+    "{ts} mx postfix/anvil[1]: statistics: max connection rate 4/60s for (smtp:192.0.2.1) at "
+    "Mar  1 00:00:00",
+    "{ts} mx postfix/smtpd[1]: something Postfix 3.11 might say",
+    # bytes the branches leave to the parser
+    "{ts} mx postfix/smtpd[1]: connect from x[192.0.2.1]\r",
+    "{ts} mx postfix/smtpd[1]: ABCDEF1236: client=c[10.9.0.2], sasl_method=PLAIN, "
+    "sasl_username=j\u00f6rg",
+    "{ts} mx postfix/smtpd[1]: connect from x[192.0.2.1]\x01",
+    "Foo  1 00:00:00 mx postfix/smtpd[1]: connect from x[192.0.2.1]",
+    "",
+    "\x00\x01\x02 junk",
+    "{ts} mx postfix/smtpd[1]: warning: " + "A" * 70_000,
+]
+
+
+def _odd_log(rng: random.Random, base: list[str], stamps: list[str]) -> str:
+    lines = []
+    for stamp in stamps:
+        line = rng.choice(ODD) if rng.random() < 0.3 else rng.choice(base)
+        lines.append(line.replace("{ts}", stamp))
+    return "\n".join(lines) + "\n"
+
+
+def _stamps(start: float, n: int, step: float) -> list[str]:
+    return [time.strftime("%b %e %H:%M:%S", time.localtime(start + i * step)) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def base_lines() -> list[str]:
+    bench = _bench()
+    out = []
+    rng = random.Random(5)
+    for prog, msg in bench.templates():
+        text = msg.format(
+            ip=f"192.0.2.{rng.randrange(1, 255)}",
+            qid="ABCDEF0123",
+            qid2="3210FEDCBA",
+            n=rng.randrange(50),
+            size=rng.randrange(100, 9000),
+        )
+        out.append("{ts} mx " + prog + f"[{rng.randrange(1, 9999)}]: " + text)
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_odd_lines(tmp_path: Path, base_lines: list[str], seed: int) -> None:
+    rng = random.Random(seed)
+    start = time.mktime((2025, 3, 1, 0, 0, 0, 0, 0, -1))
+    log = tmp_path / "odd.log"
+    log.write_bytes(_odd_log(rng, base_lines, _stamps(start, 3000, 7.3)).encode())
+    os.utime(log, (start + 86400, start + 86400))  # the year of the stamps is 2025
+    fast, exact = _both(log, block=64 * 1024)
+    assert fast == exact
+    assert fast["lines"]["invalid"] > 0 and fast["lines"]["other"] > 0
+    # Lines a few seconds out of order, and a window on both paths.
+    lines = log.read_text().splitlines(keepends=True)
+    for i in range(0, len(lines) - 1, 50):
+        lines[i], lines[i + 1] = lines[i + 1], lines[i]
+    log.write_text("".join(lines))
+    os.utime(log, (start + 86400, start + 86400))
+    window = Window(start + 3600, start + 5 * 3600)
+    fast, exact = _both(log, block=64 * 1024, window=window)
+    assert fast == exact
+    assert 0 < fast["lines"]["total"] < len(lines)
+
+
+def test_new_year_and_months_inside_a_block(tmp_path: Path, base_lines: list[str]) -> None:
+    rng = random.Random(9)
+    start = time.mktime((2024, 12, 31, 22, 0, 0, 0, 0, -1))
+    log = tmp_path / "ny.log"
+    log.write_text(_odd_log(rng, base_lines, _stamps(start, 2000, 9.1)))
+    mtime = time.mktime((2025, 1, 2, 0, 0, 0, 0, 0, -1))
+    os.utime(log, (mtime, mtime))
+    for block in (16 * 1024, 1 << 20):
+        fast, exact = _both(log, block=block)
+        assert fast == exact
+        assert fast["period"]["start"] < "2025" < fast["period"]["end"]
+
+
+def test_fast_path_takes_the_block_and_refuses_when_unsure() -> None:
+    ok = (
+        b"Mar  1 00:00:01 mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from a[192.0.2.2]: 554 "
+        b"5.7.1 <v@o.test>: Relay access denied; from=<a@b> to=<v@o.test> proto=ESMTP "
+        b"helo=<h>\n"
+    )
+    assert fastscan.scan_fast(ok, 2025, 3, time.time(), None) is not None
+    unsure = ok.replace(b"<v@o.test>: Relay", b"<greylist@o.test>: Relay")
+    assert fastscan.scan_fast(unsure, 2025, 3, time.time(), None) is None
+    a = scan_block(unsure, 2025, 3, time.time(), Window(), False)
+    b = scan_block(unsure, 2025, 3, time.time(), Window(), True)
+    assert build_report(a, Thresholds()) == build_report(b, Thresholds())
