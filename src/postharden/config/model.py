@@ -341,8 +341,18 @@ class PostfixConfig:
         level_defaults = [
             name for name, value in self.defaults.values.items() if "level {" in value
         ]
+        checked = [*self.main.set_names(), *level_defaults]
         for context in [self.main, *(self.effective(s) for s in self.services)]:
-            for name in [*context.set_names(), *level_defaults]:
+            names = checked
+            if context is not self.main:
+                # A value that uses none of the service's overrides expands as in main.cf,
+                # which was checked first; only the others can fail differently here.
+                names = [*context._overrides] + [
+                    name
+                    for name in checked
+                    if self.main.expansion(name).references & context._shadow
+                ]
+            for name in names:
                 try:
                     context.expansion(name)
                 except ExpansionError as error:
