@@ -30,9 +30,34 @@ What the sandbox rewrites, and nothing else:
   queue file that RSET discards; inflow control would pause up to 1 s per case) - none of
   these changes an access decision.
 
-Nothing in the sandbox looks names up: every query gives XCLIENT a NAME, and the real
-peer (127.0.0.1) resolves through /etc/hosts. Do not put RBLs or ``reject_unknown_*`` into
-a sandbox configuration.
+By default nothing in the sandbox looks names up: every query gives XCLIENT a NAME, and
+the real peer (127.0.0.1) resolves through /etc/hosts; RBLs, ``reject_unknown_*`` and MX
+checks in the configuration would use the system resolver (``dns=None`` or ``"system"``).
+
+DNS isolation
+-------------
+``Sandbox(..., dns=Zone(...))`` (``postharden.sandbox.dns``) starts a stub DNS server on a
+free 127.53.x.y port 53 that answers from the zone, and starts Postfix inside a private
+mount namespace (``unshare --mount``) where /etc/resolv.conf is a bind-mounted file naming
+only the stub (``postharden.sandbox.namespace``): master and every daemon it forks resolve
+through the stub, and nothing reaches an outside resolver. ``sandbox.dns_queries()`` is
+the stub's log (``Query(name, rrtype, transport, source, status)``); ``sandbox.namespace``
+is master's mount namespace (start fails if it is the caller's own). The mount goes away
+with the last process of the instance.
+
+In this mode a ``Case`` may give ``source_addr`` (a loopback address such as
+``127.54.0.9``): the session then connects from that address and sends no XCLIENT, so
+smtpd looks the client up itself (PTR, then the forward confirmation) through the stub,
+and client-address restrictions (RBLs, ``check_client_access``) see that address. HELO is
+sent as given; SASL logins cannot be impersonated this way.
+
+``Sandbox(..., outside_services={...})`` rewrites every policy service, milter,
+before-queue proxy filter and network lookup table of the configuration to the endpoint
+the caller gives for it, keyed by the endpoint as written (``{"inet:127.0.0.1:10023":
+"inet:127.0.0.1:40123"}``), and refuses to start (``SandboxError``, naming each one)
+when one has no replacement; ``outside_services={}`` thus means "fail unless the
+configuration contacts nothing outside" (``postharden.sandbox.outside``). The default
+(None) leaves them as configured: the sandbox would talk to a production postgrey.
 
 Asking it
 ---------
@@ -90,8 +115,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import Any
 
 from postharden.errors import EXIT_UNEVALUATED, PostHardenError
+from postharden.sandbox.dns import Query, StubDns, Zone
+from postharden.sandbox.namespace import (
+    mount_namespace,
+    namespace_unavailable,
+    namespaced,
+    resolv_conf_text,
+)
+from postharden.sandbox.outside import OutsideContactError, isolate
 from postharden.smtp import Reply, SmtpClient, SmtpError
 
 POSTFIX = "postfix"
@@ -164,6 +198,8 @@ class Case:
     recipient: str = "user@example.com"
     verb: str = "RCPT"
     tls: bool = False
+    # Connect from this loopback address without XCLIENT (DNS-isolated mode only).
+    source_addr: str | None = None
 
     def session_key(self) -> tuple[object, ...]:
         return (
@@ -173,6 +209,7 @@ class Case:
             self.helo,
             self.sasl_login,
             self.tls,
+            self.source_addr,
         )
 
 
@@ -506,6 +543,8 @@ class Sandbox:
         read_timeout: float = 10.0,
         full_checks: bool = False,
         authorize_xclient: bool = True,
+        dns: Zone | str | None = None,
+        outside_services: Mapping[str, str] | None = None,
     ) -> None:
         self.main_cf = main_cf
         self.master_cf = master_cf if master_cf is not None else MINIMAL_MASTER_CF
@@ -523,9 +562,15 @@ class Sandbox:
         self._reaper: subprocess.Popen[bytes] | None = None
         self._master_pid: int | None = None
         self._lock = threading.Lock()
+        if isinstance(dns, str) and dns != "system":
+            raise ValueError(f"dns must be a Zone, 'system' or None, not {dns!r}")
+        self.zone: Zone | None = dns if isinstance(dns, Zone) else None
+        self.outside_services = dict(outside_services) if outside_services is not None else None
+        self.stub: StubDns | None = None
+        self.namespace: str | None = None
 
     @classmethod
-    def from_config_dir(cls, path: Path, **kwargs: float) -> Sandbox:
+    def from_config_dir(cls, path: Path, **kwargs: Any) -> Sandbox:
         """A sandbox of a production configuration directory (copied, never written)."""
         main = path / "main.cf"
         master = path / "master.cf"
@@ -534,7 +579,7 @@ class Sandbox:
             master_text = master.read_text(encoding="utf-8", errors="replace")
         except OSError as error:
             raise SandboxError(f"cannot read {error.filename}: {error.strerror}") from error
-        return cls(main_text, master_text, source_dir=path, **kwargs)  # type: ignore[arg-type]
+        return cls(main_text, master_text, source_dir=path, **kwargs)
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -569,6 +614,16 @@ class Sandbox:
         reason = postfix_available()
         if reason:
             raise SandboxError(reason)
+        if self.zone is not None:
+            reason = namespace_unavailable()
+            if reason:
+                raise SandboxError(f"DNS isolation: {reason}")
+        if self.outside_services is not None:
+            # Fails before anything starts when a contact has no replacement.
+            try:
+                isolate(self.main_cf, self.master_cf, self.outside_services)
+            except OutsideContactError as error:
+                raise SandboxError(str(error)) from error
         _install_signal_handlers()
         last = ""
         for _ in range(attempts):
@@ -612,9 +667,22 @@ class Sandbox:
         for name, content in self.maps.items():
             (config / name).write_text(content, encoding="utf-8")
 
-        main_params = _logical_main_cf(self.main_cf)
+        main_cf, master_cf = self.main_cf, self.master_cf
+        if self.outside_services is not None:
+            main_cf, master_cf = isolate(main_cf, master_cf, self.outside_services)
+        if self.zone is not None:
+            if self.stub is None:
+                try:
+                    self.stub = StubDns(self.zone)
+                except OSError as error:
+                    raise SandboxError(f"DNS isolation: {error}") from error
+            (directory / "resolv.conf").write_text(
+                resolv_conf_text(self.stub.address), encoding="utf-8"
+            )
+            (directory / "resolv.conf").chmod(0o644)
+        main_params = _logical_main_cf(main_cf)
         master_text, self.services = _rewrite_master_cf(
-            self.master_cf, main_params, authorize_xclient=self.authorize_xclient
+            master_cf, main_params, authorize_xclient=self.authorize_xclient
         )
         (config / "master.cf").write_text(master_text, encoding="utf-8")
 
@@ -634,7 +702,7 @@ class Sandbox:
         if not self.authorize_xclient:
             # A plain instance for live-probe tests: XCLIENT stays as configured.
             del overrides["smtpd_authorized_xclient_hosts"]
-        main_text = _comment_out(self.main_cf, set(overrides))
+        main_text = _comment_out(main_cf, set(overrides))
         main_text += "\n# postharden sandbox: what must change to run beside production\n"
         main_text += "".join(f"{name} = {value}\n" for name, value in overrides.items())
         (config / "main.cf").write_text(main_text, encoding="utf-8")
@@ -687,8 +755,11 @@ class Sandbox:
 
     def _start_postfix(self) -> bool:
         assert self.directory is not None
+        command = [_tool(POSTFIX), "-c", str(self.config_directory), "start"]
+        if self.zone is not None:
+            command = namespaced(command, self.directory / "resolv.conf")
         result = subprocess.run(
-            [_tool(POSTFIX), "-c", str(self.config_directory), "start"],
+            command,
             capture_output=True,
             text=True,
             timeout=120,
@@ -702,6 +773,11 @@ class Sandbox:
             self._master_pid = int(pid_file.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return False
+        if self.zone is not None:
+            self.namespace = mount_namespace(self._master_pid)
+            if self.namespace is None or self.namespace == mount_namespace():
+                self.start_output += "\nfatal: master is not in a private mount namespace"
+                return False
         return True
 
     def _config_error(self) -> str | None:
@@ -734,6 +810,9 @@ class Sandbox:
                 _terminate_master(pid)
             if directory is not None:
                 shutil.rmtree(directory, ignore_errors=True)
+            stub, self.stub = self.stub, None
+            if stub is not None:
+                stub.close()
             reaper, self._reaper = self._reaper, None
             if reaper is not None:
                 with contextlib.suppress(OSError):
@@ -746,6 +825,10 @@ class Sandbox:
             _LIVE.discard(self)
 
     # -- logs and checks --------------------------------------------------------------
+
+    def dns_queries(self) -> list[Query]:
+        """Every question the stub DNS server received (DNS-isolated mode), in order."""
+        return self.stub.log() if self.stub is not None else []
 
     def maillog(self) -> str:
         if self.directory is None:
@@ -863,12 +946,15 @@ class Sandbox:
         reason = self._unavailable.get(case.service)
         if reason is not None:
             return None, Outcome("connect", None, reason, available=False)
+        if case.source_addr is not None and self.zone is None:
+            raise SandboxError("Case.source_addr needs the DNS-isolated mode (dns=Zone(...))")
         client = SmtpClient(
             "127.0.0.1",
             service.port,
             connect_timeout=self.read_timeout,
             read_timeout=self.read_timeout,
             deadline=3600.0,
+            source_address=case.source_addr,
         )
         offset = self._maillog_size()
         try:
@@ -882,6 +968,14 @@ class Sandbox:
             if greeting.code != 220:
                 client.close()
                 return None, _refusal("connect", greeting)
+            if case.source_addr is not None:
+                # The real peer: smtpd has looked its name up itself; no XCLIENT.
+                if case.helo is not None:
+                    reply = client.ehlo(case.helo)
+                    if reply.code != 250:
+                        client.close()
+                        return None, _refusal("helo", reply)
+                return client, None
             reply = client.ehlo("sandbox.postharden.invalid")
             if reply.code != 250 or not client.supports("XCLIENT"):
                 client.close()
@@ -1049,9 +1143,12 @@ __all__ = [
     "Case",
     "CheckResult",
     "Outcome",
+    "OutsideContactError",
+    "Query",
     "Sandbox",
     "SandboxError",
     "Service",
+    "Zone",
     "live_sandboxes",
     "postfix_available",
     "postfix_version",
