@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from postharden.sandbox import Case, Sandbox, SandboxError
+from postharden.sandbox import MINIMAL_MASTER_CF, Case, Sandbox, SandboxError
 from postharden.sandbox.dns import StubDns, Zone, reverse_name
 from postharden.sandbox.namespace import mount_namespace, namespace_members
 from postharden.sandbox.outside import outside_contacts
@@ -257,3 +257,28 @@ def test_stop_leaves_no_process_mount_or_stub() -> None:
     with StubDns(Zone({}), address=address):  # port 53 of that address is free again
         pass
     assert os.path.exists("/etc/resolv.conf")
+
+
+def test_verify_isolates_dns_and_reports_dns_dependent_cases(tmp_path: Path) -> None:
+    from postharden.sandbox import postfix_available
+    from postharden.sandbox.verify import verify
+
+    reason = postfix_available()
+    if reason:
+        pytest.skip(reason)
+    (tmp_path / "main.cf").write_text(
+        BASE.replace("smtpd_relay_restrictions", "smtpd_relay_restrictions_unused")
+        + "smtpd_relay_restrictions = permit_mynetworks, reject_rbl_client rbl.invalid, "
+        "permit_dnswl_client dnswl.invalid, reject_unauth_destination\n"
+    )
+    (tmp_path / "master.cf").write_text(MINIMAL_MASTER_CF)
+    report = verify(tmp_path, workers=2)  # default: isolated
+    document = report.as_dict()
+    results = [r for s in document["services"] for r in s["results"]]
+    dependent = [r for r in results if r["predicted"] and r["predicted"].get("depends_on_dns")]
+    assert dependent, "no result was marked as depending on DNS"
+    assert all(not r["disagrees"] for r in dependent)
+    assert {"reject_rbl_client rbl.invalid"} <= {
+        name for r in dependent for name in r["predicted"]["depends_on_dns"]
+    }
+    assert report.production_untouched

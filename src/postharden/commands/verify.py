@@ -39,6 +39,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--workers", type=int, default=4, metavar="N", help="parallel sessions (default: 4)"
     )
+    parser.add_argument(
+        "--dns",
+        choices=("isolated", "system"),
+        default="isolated",
+        help="isolated (default): a config with DNS-based restrictions runs against a stub "
+        "DNS server that knows no names, and DNS-dependent cases are reported as 'depends on "
+        "DNS'; system: the sandbox uses this machine's resolver, as production would",
+    )
     parser.set_defaults(run=run)
 
 
@@ -71,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         if "fail" in statuses:
             return EXIT_FINDINGS
         return EXIT_UNEVALUATED if "unknown" in statuses else EXIT_OK
-    report = verify(args.config_dir, workers=args.workers)
+    report = verify(args.config_dir, workers=args.workers, dns=args.dns)
     if args.format == "json":
         emit(json.dumps(report.as_dict(), indent=2))
     else:
@@ -110,6 +118,8 @@ def _text(document: dict[str, Any], elapsed: float) -> str:
             predicted = result["predicted"]
             guess = f"{predicted['command']} {predicted['code']}" if predicted else "-"
             mark = "  DISAGREE" if result["disagrees"] else ""
+            if predicted and predicted.get("depends_on_dns") and not mark:
+                mark = "  (depends on DNS)"
             target = result["recipient"]
             lines.append(
                 f"  {result['client']:<12} {target:<34} predicted {guess:<9} "

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import random
+import re
 import socket
 import struct
 import threading
@@ -365,4 +366,57 @@ def _recv_exact(conn: socket.socket, size: int) -> bytes | None:
     return data
 
 
-__all__ = ["Answer", "DnsStubError", "Query", "StubDns", "Zone", "answer_packet", "reverse_name"]
+# Restrictions whose answer depends on the DNS (the engine reports them as outside answers).
+DNS_RESTRICTIONS = (
+    "reject_rbl_client",
+    "reject_rbl",
+    "reject_maps_rbl",
+    "reject_rhsbl_client",
+    "reject_rhsbl_reverse_client",
+    "reject_rhsbl_helo",
+    "reject_rhsbl_sender",
+    "reject_rhsbl_recipient",
+    "permit_dnswl_client",
+    "permit_rhswl_client",
+    "permit_mx_backup",
+    "reject_unknown_client_hostname",
+    "reject_unknown_client",
+    "reject_unknown_reverse_client_hostname",
+    "reject_unknown_helo_hostname",
+    "reject_unknown_hostname",
+    "reject_unknown_sender_domain",
+    "reject_unknown_recipient_domain",
+    "reject_unknown_address",
+    *(
+        f"check_{what}_{kind}_access"
+        for what in ("client", "reverse_client", "helo", "sender", "recipient")
+        for kind in ("mx", "ns", "a")
+    ),
+)
+_DNS_WORDS = re.compile(
+    r"(?<![\w$])(" + "|".join(sorted(DNS_RESTRICTIONS, key=len, reverse=True)) + r")(?![\w=])",
+    re.IGNORECASE,
+)
+
+
+def dns_restrictions(text: str) -> list[str]:
+    """The DNS-dependent restrictions named in main.cf/master.cf text (comments skipped)."""
+    found: list[str] = []
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        found.extend(match.group(1).lower() for match in _DNS_WORDS.finditer(line))
+    return list(dict.fromkeys(found))
+
+
+__all__ = [
+    "DNS_RESTRICTIONS",
+    "Answer",
+    "DnsStubError",
+    "Query",
+    "StubDns",
+    "Zone",
+    "answer_packet",
+    "dns_restrictions",
+    "reverse_name",
+]

@@ -170,11 +170,12 @@ def _plan_from_engine(config_dir: Path) -> tuple[list[_Planned], dict[str, str]]
                 context.sender,
                 context.recipient,
             )
-            predicted = {
+            predicted: dict[str, Any] = {
                 "command": cell.decision.command,
                 "code": cell.decision.code,
                 "decision": cell.decision.decision,
             }
+            predicted.update(_dns_dependence(cell.decision))
             planned.append(_Planned(name, cell.client, cell.destination, case, predicted))
     return planned, unavailable
 
@@ -203,9 +204,30 @@ def _commands(service: str) -> list[_Planned]:
     return planned
 
 
-def _disagrees(predicted: dict[str, Any] | None, actual: Outcome) -> bool:
+def _dns_dependence(decision: Any) -> dict[str, Any]:
+    """`depends_on_dns` and the other outcomes, for a prediction that hangs on DNS answers."""
+    from postharden.sandbox.dns import DNS_RESTRICTIONS
+
+    names = set(DNS_RESTRICTIONS)
+    outside = [o for o in decision.outside if o.restriction.split()[0].lower() in names]
+    if not outside:
+        return {}
+    return {
+        "depends_on_dns": sorted({o.restriction for o in outside}),
+        "alternatives": [
+            {"command": o.if_yes.command, "code": o.if_yes.code} for o in decision.outside
+        ],
+    }
+
+
+def _disagrees(predicted: dict[str, Any] | None, actual: Outcome, dns: str = "isolated") -> bool:
     if predicted is None:
         return False
+    if predicted.get("depends_on_dns") and actual.available and actual.code is not None:
+        if dns != "system":
+            return False  # the sandbox's stub knows no names: the answer depends on DNS
+        outcomes = [predicted, *predicted.get("alternatives", [])]
+        return (actual.command, actual.code) not in {(o["command"], o["code"]) for o in outcomes}
     if predicted.get("decision") == "unavailable" or predicted.get("code") == 0:
         return actual.available
     if not actual.available:
@@ -215,7 +237,11 @@ def _disagrees(predicted: dict[str, Any] | None, actual: Outcome) -> bool:
     return (predicted["command"], predicted["code"]) != (actual.command, actual.code)
 
 
-def verify(config_dir: Path, *, workers: int = 4) -> VerifyReport:
+def verify(config_dir: Path, *, workers: int = 4, dns: str = "isolated") -> VerifyReport:
+    """`dns="isolated"` (default): when the configuration uses DNS-based restrictions, the
+    sandbox resolves through a stub DNS server that knows no names (NXDOMAIN), in a private
+    mount namespace, and predictions that depend on DNS are reported as such, not compared.
+    `dns="system"`: the sandbox uses the machine's resolver, as production would."""
     import time
 
     reason = postfix_available()
@@ -227,7 +253,15 @@ def verify(config_dir: Path, *, workers: int = 4) -> VerifyReport:
         raise SandboxError(f"{config_dir}: no main.cf")
     before = checksums(config_dir)
     plan = _plan_from_engine(config_dir)
-    with Sandbox.from_config_dir(config_dir) as sandbox:
+    isolation: dict[str, Any] = {}
+    if dns != "system":
+        from postharden.sandbox.dns import Zone, dns_restrictions
+
+        texts = [config_dir / "main.cf", config_dir / "master.cf"]
+        text = "\n".join(p.read_text(errors="replace") for p in texts if p.is_file())
+        if dns_restrictions(text):
+            isolation["dns"] = Zone({})
+    with Sandbox.from_config_dir(config_dir, **isolation) as sandbox:
         if isinstance(plan, str):
             missing: str | None = plan
             planned = _plan_without_engine(sandbox)
@@ -255,7 +289,7 @@ def verify(config_dir: Path, *, workers: int = 4) -> VerifyReport:
                     destination=item.destination,
                     predicted=item.predicted,
                     actual=actual,
-                    disagrees=_disagrees(item.predicted, outcome),
+                    disagrees=_disagrees(item.predicted, outcome, dns),
                 )
             )
         for service in services.values():
