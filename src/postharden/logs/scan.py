@@ -36,7 +36,7 @@ from postharden.logs.reader import (
     stdin_source,
 )
 
-BLOCK = 16 * 1024 * 1024
+BLOCK = 4 * 1024 * 1024  # findall rows of a block are ~3x its size: keeps workers small
 SMALL = 32 * 1024 * 1024  # below this, no worker processes
 
 
