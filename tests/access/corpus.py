@@ -6,6 +6,12 @@ whose restriction lists, mynetworks, delay/helo/relay-order settings and SASL sw
 Instance-wide: compatibility_level, the domain classes (mydestination, relay_domains,
 virtual alias and mailbox domains), and the access maps, of every type.
 
+Each service also draws its TLS settings (smtpd_tls_security_level none/may/encrypt, a
+self-signed certificate made with openssl or none, smtpd_tls_auth_only, disable_vrfy_command,
+smtpd_etrn/data/end_of_data_restrictions); each client identity draws STARTTLS or not, an
+IPv4 or IPv6 address (XCLIENT ADDR=IPV6:..., every service runs with inet_protocols
+ipv4,ipv6) and one verb (RCPT, VRFY, EXPN, ETRN or DATA) for all its cases.
+
 Avoided because a loopback sandbox cannot answer them like the real world: DNS-based
 restrictions (RBLs, reject_unknown_*_domain/helo, MX/NS/A checks), policy services,
 permit_inet_interfaces (XCLIENT does not change the peer address smtpd compares),
@@ -25,6 +31,9 @@ NETWORKS = {
     "partner": "198.51.100.0/24",
     "host": "192.0.2.44/32",
     "wide": "0.0.0.0/0",
+    "v6doc": "[2001:db8::]/32",
+    "v6net": "[2001:db8:1::]/48",
+    "v6host": "[2001:db8:7::9]",
 }
 ADDRESSES = [
     "10.1.2.3",
@@ -36,6 +45,11 @@ ADDRESSES = [
     "192.0.2.45",
     "203.0.113.9",
     "203.0.113.200",
+    "2001:db8::9",
+    "2001:db8:1:2::3",
+    "2001:db8:5::1",
+    "2001:db8:7::9",
+    "2001:dc8::1",
 ]
 NAMES = [
     None,
@@ -95,12 +109,15 @@ CLIENT_MAPS = {
     "clients.cidr": (
         "cidr",
         "10.1.0.0/16 OK\n198.51.100.7 REJECT go away\n192.0.2.44 DUNNO\n"
-        "!198.51.100.0/24 DEFER_IF_PERMIT not partner\n198.51.100.0/25 450 4.7.1 slow down\n",
+        "!198.51.100.0/24 DEFER_IF_PERMIT not partner\n198.51.100.0/25 450 4.7.1 slow down\n"
+        "2001:db8:5::/48 REJECT v6 says no\n[2001:db8:1::]/48 OK\n!2001:db8::/32 DUNNO\n"
+        "2001:db8::/33 DEFER_IF_PERMIT v6 half\n",
     ),
     "clients.hash": (
         "hash",
         "10.1 OK\n198.51.100 REJECT\n192.0.2.44 554 5.7.1 banned host\nspam.example REJECT spam\n"
-        "partner.example OK\nmail.example.net WARN watched\n",
+        "partner.example OK\nmail.example.net WARN watched\n2001:db8:5 OK\n"
+        "2001:db8:1:2::3 REJECT v6 host\n",
     ),
     "clients.lmdb": ("lmdb", "198.51.100.7 OK\n203.0.113 REJECT\nexample.com DUNNO\n"),
     "clients.texthash": ("texthash", "192.168.7 OK\n203.0.113.9 DEFER\n.spam.example REJECT\n"),
@@ -168,6 +185,36 @@ SIMPLE = [
     "reject_unknown_client_hostname",
     "reject_unknown_client",
     "check_recipient_maps",
+    "reject_plaintext_session",
+    "permit_tls_clientcerts",
+    "permit_tls_all_clientcerts",
+    "reject_unauth_pipelining",
+]
+ETRN_MAP = "hash:$config_directory/etrn.hash"
+ETRN_ARGUMENTS = [
+    "relay.example",
+    "sub.relay.example",
+    "example.com",
+    "@relay.example",
+    "#example.com",
+    "[192.0.2.1]",
+    "bad..x",
+    "nodots",
+    "spam.example",
+]
+VERBS = ["RCPT"] * 9 + ["VRFY"] * 3 + ["ETRN"] * 2 + ["EXPN"] + ["DATA"] * 3
+LATE = [
+    "reject_unauth_pipelining",
+    "reject",
+    "defer",
+    "permit",
+    "permit_mynetworks",
+    "permit_sasl_authenticated",
+    "reject_plaintext_session",
+    "defer_if_permit",
+    "warn_if_reject",
+    "reject_unauth_destination",
+    "permit_tls_clientcerts",
 ]
 
 
@@ -215,6 +262,51 @@ def random_list(rng: random.Random, relay_guard: bool, early: bool = False) -> s
     return ",".join(word for item in items for word in item)
 
 
+def random_late_list(rng: random.Random, kind: str) -> str:
+    """smtpd_etrn_restrictions, smtpd_data_restrictions, smtpd_end_of_data_restrictions."""
+    items: list[list[str]] = []
+    for _ in range(rng.randint(1, 4)):
+        roll = rng.random()
+        if kind == "etrn" and roll < 0.3:
+            items.append(["check_etrn_access", ETRN_MAP] if roll < 0.2 else [ETRN_MAP])
+        elif roll < 0.5:
+            items.append(_access(rng, rng.choice(["client", "helo", "sender", "recipient"])))
+        else:
+            items.append([rng.choice(LATE)])
+    return ",".join(word for item in items for word in item)
+
+
+ANCHOR = [
+    "smtpd_sasl_auth_enable=yes",
+    "smtpd_tls_security_level=may",
+    "smtpd_tls_auth_only=yes",
+    "smtpd_relay_restrictions=permit_mynetworks,permit_sasl_authenticated,"
+    "reject_unauth_destination",
+    "mynetworks=127.0.0.0/8,[2001:db8:1::]/48,192.168.7.0/24",
+    "smtpd_client_restrictions=check_client_access,cidr:$config_directory/clients.cidr",
+    "smtpd_data_restrictions=reject_plaintext_session",
+    "disable_vrfy_command=yes",
+    "smtpd_delay_reject=yes",
+    "smtpd_relay_before_recipient_restrictions=yes",
+    "smtpd_helo_restrictions=",
+    "smtpd_sender_restrictions=",
+]
+_ANCHOR_REPLACES = (
+    *(option.partition("=")[0] + "=" for option in ANCHOR),
+    "smtpd_tls_cert_file=",
+    "mynetworks_style=",
+)
+ANCHOR_IDENTITIES = [
+    ("203.0.113.9", "client.example.com", "mail.example.net", "alice", True, "RCPT"),
+    ("203.0.113.9", "client.example.com", "mail.example.net", "alice", False, "RCPT"),
+    ("2001:db8:1:2::3", None, "mail.example.net", None, False, "RCPT"),
+    ("2001:db8:5::1", None, "mail.example.net", None, True, "RCPT"),
+    ("192.0.2.45", None, "mail.example.net", None, True, "VRFY"),
+    ("192.168.7.20", None, "mail.example.net", None, False, "DATA"),
+    ("192.168.7.20", None, "mail.example.net", None, True, "DATA"),
+]
+
+
 @dataclass
 class Instance:
     main_cf: str
@@ -223,7 +315,9 @@ class Instance:
     services: list[str] = field(default_factory=list)
 
 
-def random_instance(rng: random.Random, services: int) -> Instance:
+def random_instance(
+    rng: random.Random, services: int, tls_files: dict[str, str] | None = None
+) -> Instance:
     compat = rng.choice(["0", "1", "2", "3.6"])
     main = [
         f"compatibility_level = {compat}",
@@ -240,6 +334,13 @@ def random_instance(rng: random.Random, services: int) -> Instance:
         "alias_database =",
         "smtpd_sasl_type = dovecot",
         "smtpd_sasl_path = private/auth",
+        "smtpd_tls_cert_file = $config_directory/cert.pem",
+        "smtpd_tls_key_file = $config_directory/key.pem",
+        # DATA cases really queue mail: deliver nothing anywhere.
+        "default_transport = discard",
+        "local_transport = discard",
+        "virtual_transport = discard",
+        "relay_transport = discard",
     ]
     if rng.random() < 0.7:
         main.append(
@@ -257,6 +358,8 @@ def random_instance(rng: random.Random, services: int) -> Instance:
     maps["aliases"] = "postmaster: root\nwebmaster: root\n"
     maps["valias"] = "alias@valias.example root@example.com\n"
     maps["vmailbox"] = "box@vmail.example vmail/box/\n"
+    maps["etrn.hash"] = "relay.example OK\nexample.com REJECT no flush for you\nspam.example 450\n"
+    maps.update(tls_files or {})
     master = ["smtp      inet  n       -       n       -       -       smtpd"]
     names = ["smtp"]
     rows: list[str] = [master[0]]
@@ -265,9 +368,14 @@ def random_instance(rng: random.Random, services: int) -> Instance:
         names.append(name)
         rows.append(f"{name} inet n - n - - smtpd")
     lines = []
-    for row in rows:
+    for index, row in enumerate(rows):
         lines.append(row)
-        for option in _random_overrides(rng):
+        options = _random_overrides(rng)
+        if index == 0:
+            # An anchor every instance has: submission-style SASL behind STARTTLS, IPv6
+            # mynetworks (random_queries gives it identities that reach each branch).
+            options = [o for o in options if not o.startswith(_ANCHOR_REPLACES)] + ANCHOR
+        for option in options:
             lines.append(f"  -o {option}")
     master_cf = "\n".join(lines) + "\n" + _SUPPORT_SERVICES
     return Instance("\n".join(main) + "\n", master_cf, maps, names)
@@ -301,6 +409,24 @@ def _random_overrides(rng: random.Random) -> list[str]:
         options.append("compatibility_level=" + rng.choice(["0", "3.6"]))
     if rng.random() < 0.5:
         options.append("smtpd_sasl_auth_enable=yes")
+    options.append("inet_protocols=ipv4,ipv6")
+    level = rng.choice(["none", "may", "may", "may", "encrypt"])
+    options.append(f"smtpd_tls_security_level={level}")
+    if rng.random() < 0.15:
+        options.append("smtpd_tls_cert_file=")
+    if rng.random() < 0.4:
+        options.append("smtpd_tls_auth_only=yes")
+    if rng.random() < 0.15:
+        options.append("smtpd_tls_ask_ccert=yes")
+    if rng.random() < 0.3:
+        options.append("disable_vrfy_command=yes")
+    for kind, parameter in (
+        ("etrn", "smtpd_etrn_restrictions"),
+        ("data", "smtpd_data_restrictions"),
+        ("eod", "smtpd_end_of_data_restrictions"),
+    ):
+        if rng.random() < 0.5:
+            options.append(f"{parameter}={random_late_list(rng, kind)}")
     roll = rng.random()
     if roll < 0.6:
         chosen = rng.sample(sorted(NETWORKS), rng.randint(1, 3))
@@ -321,6 +447,8 @@ def _random_overrides(rng: random.Random) -> list[str]:
 
 
 _SUPPORT_SERVICES = """\
+flush     unix  n       -       n       1000?   0       flush
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -356,11 +484,23 @@ def random_queries(rng: random.Random, services: list[str], count: int) -> list[
         identities = []
         for _ in range(max(2, per_service // 12)):
             sasl = rng.choice([None, "alice"])
-            identities.append((rng.choice(ADDRESSES), rng.choice(NAMES), rng.choice(HELOS), sasl))
-        for _ in range(per_service):
-            address, name, helo, sasl = rng.choice(identities)
+            tls = rng.random() < 0.4
+            # One verb per identity: Postfix carries state from one MAIL to a later VRFY
+            # of the same session (defer_if_permit_sender), so verbs get sessions of their own.
+            verb = rng.choice(VERBS)
+            identities.append(
+                (rng.choice(ADDRESSES), rng.choice(NAMES), rng.choice(HELOS), sasl, tls, verb)
+            )
+        if service == services[0]:
+            identities[: len(ANCHOR_IDENTITIES)] = ANCHOR_IDENTITIES
+        for index in range(per_service):
+            if index < len(identities):
+                address, name, helo, sasl, tls, verb = identities[index]
+            else:
+                address, name, helo, sasl, tls, verb = rng.choice(identities)
+            target = rng.choice(ETRN_ARGUMENTS if verb == "ETRN" else RECIPIENTS)
             context = ClientContext(
-                address, name, helo, sasl, rng.choice(SENDERS), rng.choice(RECIPIENTS)
+                address, name, helo, sasl, rng.choice(SENDERS), target, tls, verb
             )
             queries.append(Query(service, context))
     return queries

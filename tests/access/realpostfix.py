@@ -4,24 +4,33 @@ SASL logins through XCLIENT need `smtpd_sasl_auth_enable = yes`, and smtpd then 
 working SASL backend to list mechanisms in its EHLO reply. A tiny Dovecot auth-protocol
 server on the sandbox's `private/auth` socket answers the handshake (VERSION, MECH PLAIN,
 DONE); XCLIENT LOGIN never asks it to authenticate anybody.
+
+TLS: the instances carry a self-signed certificate made with openssl for this test run;
+a case with `tls` says STARTTLS before XCLIENT (Sandbox Case.tls). DATA cases (the sandbox
+asks RCPT, VRFY, EXPN and ETRN) go through `run_data` here: the same session opening as the
+sandbox's, then MAIL, RCPT, DATA and an empty message; the instance delivers to discard.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pwd
 import random
 import socket
+import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from postharden.access import ClientContext, Decision, Engine
 from postharden.config import load_config
 from postharden.sandbox import Case, Outcome, Sandbox
+from postharden.smtp import SmtpClient
 
 from .corpus import Instance, Query, random_instance, random_queries
 
@@ -88,6 +97,15 @@ class Comparison:
             return not self.actual.available
         if not self.actual.available:
             return False
+        refused = self.actual.text.partition("XCLIENT refused the case: ")[2]
+        if self.actual.code is None and refused[:3].isdigit() and "authoriz" not in refused:
+            # With smtpd_delay_reject = no, XCLIENT answers with the new client's refusal.
+            return (self.expected.command, str(self.expected.code)) == ("connect", refused[:3])
+        if self.actual.code is None and "STARTTLS is not offered" in self.actual.text:
+            # The engine must know that this service offers no STARTTLS.
+            return any(
+                s.restriction == "STARTTLS" and s.result == "skipped" for s in self.expected.trace
+            )
         return (self.expected.command, self.expected.code) == (
             self.actual.command,
             self.actual.code,
@@ -97,7 +115,7 @@ class Comparison:
         c = self.query.context
         return (
             f"service {self.query.service}: client {c.address} name={c.name} helo={c.helo} "
-            f"login={c.sasl_user} <{c.sender}> -> <{c.recipient}>\n"
+            f"login={c.sasl_user} tls={c.tls} {c.verb} <{c.sender}> -> <{c.recipient}>\n"
             f"  engine: {self.expected.command} {self.expected.code} {self.expected.text}\n"
             f"  postfix: {self.actual.command} {self.actual.code} {self.actual.text}\n"
             + "\n".join(
@@ -127,7 +145,7 @@ def vetted_instance(rng: random.Random, services: int) -> Instance:
     those cannot be asked anything through XCLIENT.
     """
     for _ in range(50):
-        instance = random_instance(rng, services)
+        instance = random_instance(rng, services, tls_files())
         engine, keys = _engine_for(instance)
         if all(_sandbox_can_talk(engine, keys[name]) for name in instance.services):
             return instance
@@ -139,7 +157,12 @@ def _sandbox_can_talk(engine: Engine, service: str) -> bool:
     if policy.startup_problem is not None or policy.delay_reject:
         return True
     decision = engine.decide(service, SANDBOX_CLIENT)
-    return decision.command not in ("connect", "helo")
+    # A defer_if_permit that the sandbox's own connection raises at connect or HELO stays
+    # in smtpd's state after XCLIENT (seen with ETRN): such a service cannot be asked.
+    raised = any(
+        s.stage in ("client", "helo") and s.result == "defer_if_permit" for s in decision.trace
+    )
+    return decision.command not in ("connect", "helo") and not raised
 
 
 @contextlib.contextmanager
@@ -180,21 +203,105 @@ def compare(seed: int, instances: int, services: int, cases: int) -> list[Compar
         queries = random_queries(rng, instance.services, cases)
         with running(instance) as (sandbox, engine, keys):
             expected = [engine.decide(keys[q.service], q.context) for q in queries]
-            outcomes = sandbox.run([case_for(q) for q in queries], workers=4)
+            outcomes = ask(sandbox, [case_for(q) for q in queries])
         results.extend(
             Comparison(q, e, a) for q, e, a in zip(queries, expected, outcomes, strict=True)
         )
     return results
 
 
+def ask(sandbox: Sandbox, cases: Sequence[Case]) -> list[Outcome]:
+    """The sandbox's answers; DATA cases through run_data."""
+    data = [i for i, c in enumerate(cases) if c.verb == "DATA"]
+    other = [i for i, c in enumerate(cases) if c.verb != "DATA"]
+    results: list[Outcome | None] = [None] * len(cases)
+    for i, outcome in zip(other, sandbox.run([cases[i] for i in other], workers=4), strict=True):
+        results[i] = outcome
+    for i, outcome in zip(data, run_data(sandbox, [cases[i] for i in data]), strict=True):
+        results[i] = outcome
+    return [r for r in results if r is not None]
+
+
+def run_data(sandbox: Sandbox, cases: Sequence[Case], workers: int = 4) -> list[Outcome]:
+    """MAIL, RCPT, DATA, an empty message: the first refusal, or the end-of-data reply."""
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for index, case in enumerate(cases):
+        groups.setdefault(case.session_key(), []).append(index)
+    results: list[Outcome | None] = [None] * len(cases)
+
+    def session(indexes: list[int]) -> None:
+        client = None
+        try:
+            for index in indexes:
+                case = cases[index]
+                if client is None or not client.connected:
+                    client, refused = sandbox._open(case)
+                    if refused is not None:
+                        results[index] = refused
+                        client = None
+                        continue
+                assert client is not None
+                results[index] = _data_case(client, case)
+        finally:
+            if client is not None:
+                client.quit()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(session, g) for g in groups.values()]:
+            future.result()
+    return [r for r in results if r is not None]
+
+
+def _data_case(client: SmtpClient, case: Case) -> Outcome:
+    outcome = None
+    mail = client.command(f"MAIL FROM:<{case.sender}>")
+    if not mail.positive:
+        outcome = Outcome("mail", mail.code, mail.text)
+    else:
+        rcpt = client.command(f"RCPT TO:<{case.recipient}>")
+        if not rcpt.positive:
+            outcome = Outcome("rcpt", rcpt.code, rcpt.text)
+        else:
+            data = client.command("DATA")
+            if data.code != 354:
+                outcome = Outcome("data", data.code, data.text)
+            else:
+                end = client.command(".")
+                outcome = Outcome("end-of-data", end.code, end.text)
+    if outcome.code == 421:
+        client.close()
+    else:
+        client.command("RSET")
+    return outcome
+
+
+@functools.lru_cache(maxsize=1)
+def tls_files() -> dict[str, str]:
+    """A self-signed certificate and key for the instances (openssl, once per run)."""
+    directory = Path(tempfile.mkdtemp(prefix="postharden-access-tls-"))
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=mx.example.com", "-keyout", str(directory / "key.pem"),
+         "-out", str(directory / "cert.pem")],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return {
+        "cert.pem": (directory / "cert.pem").read_text(),
+        "key.pem": (directory / "key.pem").read_text(),
+    }
+
+
 def case_for(query: Query) -> Case:
     c = query.context
     return Case(
         service=query.service,
-        client_addr=c.address,
+        # XCLIENT takes an IPv6 address as IPV6:address (Bad ADDR syntax without).
+        client_addr=f"IPV6:{c.address}" if ":" in c.address else c.address,
         client_name=c.name or "[UNAVAILABLE]",
         helo=c.helo,
         sasl_login=c.sasl_user,
         sender=c.sender,
         recipient=c.recipient,
+        verb=c.verb,
+        tls=c.tls,
     )

@@ -3,6 +3,11 @@
 Random configurations (tests/access/corpus.py) run in throw-away Postfix instances (one
 instance carries a dozen smtpd services, each a configuration of its own through `-o`);
 each case is asked of the real smtpd through XCLIENT and of the engine. Fixed seeds.
+
+The generator covers STARTTLS (self-signed certificate; smtpd_tls_auth_only, encrypt,
+reject_plaintext_session, permit_tls_clientcerts), the verbs RCPT, VRFY, EXPN, ETRN and
+DATA (with smtpd_etrn/data/end_of_data_restrictions), and IPv6 clients, mynetworks and
+cidr entries; _check asserts that each of them was really exercised.
 """
 
 from __future__ import annotations
@@ -50,6 +55,44 @@ def _check(results: list[Comparison]) -> None:
         if any(s.result == "permit" and " -> " in s.detail for s in r.expected.trace)
     )
     assert sasl_permits and access_permits, (sasl_permits, access_permits)
+    # The new dimensions must be exercised, each with more than one kind of answer.
+    by_verb: dict[str, Counter[tuple[str, int]]] = {}
+    for r in results:
+        by_verb.setdefault(r.query.context.verb, Counter())[
+            (r.expected.command, r.expected.code)
+        ] += 1
+    for verb in ("RCPT", "VRFY", "ETRN", "DATA"):
+        assert len(by_verb.get(verb, ())) >= 3, (verb, by_verb.get(verb))
+    assert by_verb.get("EXPN"), by_verb
+    vrfy = by_verb["VRFY"]
+    assert vrfy[("vrfy", 502)] and (vrfy[("vrfy", 252)] or vrfy[("vrfy", 550)]), vrfy
+    assert any(code in (250, 459) for command, code in by_verb["ETRN"] if command == "etrn")
+    assert sum(1 for r in results if r.expected.code == 530) or len(results) < 1000
+    assert by_verb["DATA"][("end-of-data", 250)], by_verb["DATA"]
+
+    def has(r: Comparison, restriction: str, result: str) -> bool:
+        return any(s.restriction == restriction and s.result == result for s in r.expected.trace)
+
+    tls = [r for r in results if r.query.context.tls]
+    ipv6 = [r for r in results if ":" in r.query.context.address]
+    wanted = {
+        "SASL permit after STARTTLS": any(
+            has(r, "permit_sasl_authenticated", "permit") for r in tls
+        ),
+        "SASL refused on plaintext (smtpd_tls_auth_only)": any(
+            has(r, "smtpd_tls_auth_only", "skipped") for r in results
+        ),
+        "reject_plaintext_session rejects": any(
+            has(r, "reject_plaintext_session", "defer") for r in results
+        ),
+        "reject_plaintext_session passes TLS": any(
+            has(r, "reject_plaintext_session", "dunno") for r in tls
+        ),
+        "IPv6 client in mynetworks": any(has(r, "permit_mynetworks", "permit") for r in ipv6),
+        "IPv6 client rejected": any(r.expected.decision == "reject" for r in ipv6),
+    }
+    missing = [name for name, seen in wanted.items() if not seen]
+    assert not missing, missing
 
 
 def test_engine_agrees_with_postfix_fast() -> None:

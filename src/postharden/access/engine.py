@@ -697,6 +697,16 @@ class _Eval:
             return OK
         if upper == "DEFER_IF_PERMIT":
             dsn, text = text_or("Service unavailable")
+            if self.warn_if_reject:
+                # DEFER_IF_PERMIT2(): under warn_if_reject a plain (logged) reject.
+                status = self.reject(
+                    self.p.codes["access_map_defer_code"],
+                    _dsn_fix(dsn or "4.7.1", reply_class),
+                    f"<{reply_name}>: {reply_class} rejected: {text}",
+                    what=shown,
+                )
+                self.step(shown, _status_result(status, self.reply[0]), detail)
+                return status
             self.defer_if(
                 self.defer_if_permit,
                 self.p.codes["access_map_defer_code"],
@@ -1978,21 +1988,23 @@ def _starttls(ev: _Eval) -> _Outcome | None:
                 "the client starts TLS (no client certificate)",
                 p.tls_level_origin,
             )
-        elif p.tls_level == "encrypt":
+        elif p.tls_level in ("may", "encrypt"):
+            # STARTTLS follows the level; without a certificate smtpd logs "No server certs
+            # available. TLS won't be enabled" and refuses the handshake.
             ev.step(
                 "STARTTLS",
                 "defer",
-                "smtpd_tls_security_level = encrypt without a certificate: smtpd offers "
-                "STARTTLS and fails it",
+                f"smtpd_tls_security_level = {p.tls_level} without a certificate: smtpd "
+                "offers STARTTLS and fails it",
                 p.tls_level_origin,
             )
             return _Outcome("connect", 454, "4.7.0 TLS not available due to local problem")
         else:
-            why = "no certificate" if p.tls_level == "may" else f"level {p.tls_level}"
             ev.step(
                 "STARTTLS",
                 "skipped",
-                f"not offered ({why}): the session stays in plaintext",
+                f"not offered (smtpd_tls_security_level = {p.tls_level}): the session stays "
+                "in plaintext",
                 p.tls_level_origin,
             )
     ev.sasl_user = c.sasl_user
@@ -2018,11 +2030,12 @@ def _check_rcpt(
     dip = ev.defer_if_permit
     if recipient == "":
         return _Outcome(command, 501, "5.1.3 Bad recipient address syntax")
+    # The DATA and end-of-data lists see the recipient, <postmaster> included.
+    ev.recipient = recipient
     if recipient.lower() == "postmaster":
         ev.stage = command
         ev.step("postmaster", "permit", "RFC 5321: <postmaster> is always accepted")
         return None
-    ev.recipient = recipient
     if p.delay_reject:
         dip.active = False
         if ev.check_list("client", p.lists["client"], ev.namaddr, CLIENT) == REJECT:
