@@ -75,6 +75,11 @@ def test_three_services_agree_with_the_engine_and_production_is_untouched(tmp_pa
         assert service.disagreements == 0, [r for r in service.results if r.disagrees]
         verbs = {r.actual["command"]: r.actual["code"] for r in service.results}
         assert verbs["vrfy"] == 502 and verbs["expn"] == 500 and "etrn" in verbs
+        # Every row, VRFY/EXPN/ETRN included, has the engine's prediction next to the answer.
+        assert all(r.predicted is not None for r in service.results)
+        predicted = {r.predicted["command"]: r.predicted["code"] for r in service.results}
+        assert predicted["vrfy"] == 502 and predicted["expn"] == 500
+        assert predicted["etrn"] == verbs["etrn"]
     smtp = report.services[0]
     foreign = [r for r in smtp.results if r.destination == "foreign"]
     assert {(r.client, r.actual["code"]) for r in foreign} == {
@@ -142,7 +147,15 @@ def test_done_criteria_and_cli(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    jsonschema.validate(json.loads(result.stdout), SCHEMA)
+    document = json.loads(result.stdout)
+    jsonschema.validate(document, SCHEMA)
+    # VRFY on: the real 252 for postmaster is predicted, and no row disagrees.
+    for service in document["services"]:
+        vrfy = [r for r in service["results"] if r["actual"]["command"] == "vrfy"]
+        assert vrfy and all(r["actual"]["code"] == 252 for r in vrfy), vrfy
+        assert all(r["predicted"] == {**r["predicted"], "command": "vrfy", "code": 252}
+                   for r in vrfy)  # fmt: skip
+        assert service["disagreements"] == 0
 
 
 def test_done_with_a_live_host_and_wide_mynetworks(tmp_path: Path) -> None:

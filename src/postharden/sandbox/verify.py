@@ -132,14 +132,16 @@ def checksums(directory: Path) -> dict[str, str]:
 
 
 def _plan_from_engine(config_dir: Path) -> tuple[list[_Planned], dict[str, str]] | str:
-    """The relay matrix of the decision engine, or the reason it is not available."""
+    """The relay matrix of the decision engine plus VRFY/EXPN/ETRN with the engine's
+    predictions, or the reason it is not available."""
     try:
-        from postharden.access import analyze_relay
+        from postharden.access import Engine, analyze_relay
         from postharden.config import load_config
     except ImportError as error:
         return f"the decision engine is not available ({error})"
     try:
-        report = analyze_relay(load_config(config_dir))
+        engine = Engine(load_config(config_dir))
+        report = analyze_relay(engine.config, engine)
     except Exception as error:  # the engine's own errors must not sink the real answers
         return f"the decision engine failed: {error}"
     planned: list[_Planned] = []
@@ -158,6 +160,9 @@ def _plan_from_engine(config_dir: Path) -> tuple[list[_Planned], dict[str, str]]
                     {"command": "connect", "code": 0, "decision": "unavailable"},
                 )
             )  # fmt: skip
+            for command in _commands(name):
+                command.predicted = {"command": "connect", "code": 0, "decision": "unavailable"}
+                planned.append(command)
             continue
         for cell in service.matrix:
             context = cell.context
@@ -177,7 +182,36 @@ def _plan_from_engine(config_dir: Path) -> tuple[list[_Planned], dict[str, str]]
             }
             predicted.update(_dns_dependence(cell.decision))
             planned.append(_Planned(name, cell.client, cell.destination, case, predicted))
+        for command in _commands(name):
+            try:
+                decision = engine.decide(service.service, _context(command.case))
+            except Exception as error:  # a prediction failure must not sink the real answers
+                command.predicted = {"command": "error", "code": -1, "decision": str(error)}
+            else:
+                command.predicted = {
+                    "command": decision.command,
+                    "code": decision.code,
+                    "decision": decision.decision,
+                }
+            planned.append(command)
     return planned, unavailable
+
+
+def _context(case: Case) -> Any:
+    """The engine's client context for a sandbox case (XCLIENT NAME [UNAVAILABLE]: unknown)."""
+    from postharden.access import ClientContext
+
+    verb = case.verb if case.verb in ("RCPT", "VRFY", "EXPN", "ETRN", "DATA") else "RCPT"
+    return ClientContext(
+        case.client_addr.removeprefix("IPV6:"),
+        None if case.client_name == UNKNOWN_NAME else case.client_name,
+        case.helo,
+        case.sasl_login,
+        case.sender,
+        case.recipient,
+        case.tls,
+        verb,  # type: ignore[arg-type]
+    )
 
 
 def _plan_without_engine(sandbox: Sandbox) -> list[_Planned]:
@@ -195,7 +229,8 @@ def _plan_without_engine(sandbox: Sandbox) -> list[_Planned]:
 
 
 def _commands(service: str) -> list[_Planned]:
-    """VRFY/EXPN of postmaster and ETRN from an outside client."""
+    """VRFY/EXPN of postmaster and ETRN from an outside client (predictions added by
+    _plan_from_engine)."""
     planned = []
     for verb, argument in (("VRFY", "postmaster"), ("EXPN", "postmaster"), ("ETRN", "example.org")):
         case = Case(service, OUTSIDE_ADDR, UNKNOWN_NAME, "mail.example.net", None, "", argument,
@@ -265,11 +300,15 @@ def verify(config_dir: Path, *, workers: int = 4, dns: str = "isolated") -> Veri
         if isinstance(plan, str):
             missing: str | None = plan
             planned = _plan_without_engine(sandbox)
+            for name in sandbox.services:
+                planned.extend(_commands(name))
         else:
             missing = None
             planned = [p for p in plan[0] if p.service in sandbox.services]
-        for name in sandbox.services:
-            planned.extend(_commands(name))
+            asked = {p.service for p in planned if p.case.verb != "RCPT"}
+            for name in sandbox.services:
+                if name not in asked:  # a service the engine did not see: actual only
+                    planned.extend(_commands(name))
         outcomes = sandbox.run([p.case for p in planned], workers=workers)
         check = sandbox.check()
         services: dict[str, ServiceResult] = {
