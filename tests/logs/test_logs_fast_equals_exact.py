@@ -44,7 +44,9 @@ def test_generated_benchmark_log(tmp_path: Path) -> None:
     _bench().generate(log, 3_000_000, seed=3)
     fast, exact = _both(log, block=256 * 1024)
     assert fast == exact
-    assert fast["rejects"]["total"] > 1000 and fast["lines"]["unparsed"] > 0
+    assert fast["rejects"]["total"] > 1000
+    if _bench().CORPUS.is_dir():  # the corpus brings the truncated (unparsed) lines
+        assert fast["lines"]["unparsed"] > 0
     # Most lines took the fast branches: the per-line fallback is the exception.
     data = log.read_bytes()
     rows = fastscan.PATTERN.findall(b"\n" + data)
