@@ -73,3 +73,58 @@ def test_a_legitimate_flow_that_stops_is_still_broken(tmp_path: Path) -> None:
         f.flow.service == "smtp/inet" and f.flow.client == "outside" and f.intended is None
         for f in proof.broken
     )
+
+
+SUBMISSION = """\
+smtp      inet  n       -       n       -       -       smtpd
+submission inet n       -       n       -       -       smtpd
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+"""
+SASL_BEFORE = """\
+compatibility_level = 3.6
+myhostname = mail.example.com
+mydestination = $myhostname, localhost
+mynetworks = 127.0.0.0/8
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = private/auth
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = /etc/ssl/certs/mail.pem
+smtpd_tls_key_file = /etc/ssl/private/mail.key
+"""
+
+
+def test_plaintext_sasl_stopped_by_tls_auth_only_is_intended(tmp_path: Path) -> None:
+    before = load_config(write(tmp_path / "before", SASL_BEFORE, SUBMISSION))
+    after = load_config(
+        write(tmp_path / "after", SASL_BEFORE + "smtpd_tls_auth_only = yes\n", SUBMISSION)
+    )
+    proof = prove(before, after)
+    assert proof.error is None
+    assert proof.ok, [f.flow.label for f in proof.broken]
+    sasl = [
+        f
+        for f in proof.flows
+        if f.flow.client in ("sasl", "sasl+tls") and f.flow.service.startswith("sub")
+    ]
+    over_tls = [f for f in sasl if f.flow.tls]
+    plain = [f for f in sasl if not f.flow.tls]
+    # The SASL user still relays over STARTTLS after the plan ...
+    assert over_tls and all(f.worked_before and f.works_after for f in over_tls)
+    # ... and the plaintext login the profile removes is reported, with the reason.
+    assert plain and all(f.worked_before and not f.works_after for f in plain)
+    assert all(f.intended and "smtpd_tls_auth_only = yes" in f.intended for f in plain)
+    assert {f.as_dict()["client"] for f in over_tls} == {"sasl+tls"}
+
+
+def test_tls_auth_only_without_a_certificate_is_broken(tmp_path: Path) -> None:
+    no_cert = SASL_BEFORE.replace("smtpd_tls_cert_file = /etc/ssl/certs/mail.pem\n", "")
+    before = load_config(write(tmp_path / "before", no_cert, SUBMISSION))
+    after = load_config(
+        write(tmp_path / "after", no_cert + "smtpd_tls_auth_only = yes\n", SUBMISSION)
+    )
+    proof = prove(before, after)
+    # Nobody can start TLS, so nobody can log in any more: that is a broken flow.
+    broken = [f for f in proof.broken if f.flow.client == "sasl"]
+    assert broken and not proof.ok
+    assert all(not f.flow.tls and f.intended is None for f in broken)

@@ -7,23 +7,29 @@ and the new configuration and for every smtpd service, what these clients get:
   for (mydestination, virtual alias and mailbox domains, relay_domains);
 - a host of each network the admin trusts (mynetworks entries the plan keeps, and
   loopback) relaying to a foreign domain and sending to our domains;
-- a SASL-authenticated user (on services with smtpd_sasl_auth_enable = yes) relaying.
+- a SASL-authenticated user (on services with smtpd_sasl_auth_enable = yes) relaying:
+  over STARTTLS when the service offers TLS (smtpd_tls_security_level may or encrypt and a
+  certificate), and on a plaintext session.
+
+Clients that are not SASL users say STARTTLS when the service offers it (as MTAs do).
 
 A flow that was accepted before and is not after is a broken flow: the plan says so and
 apply refuses without --force. There is one exception: a flow from an outside address
 (a stranger, or a SASL user connecting from outside) that was accepted
 only because a mynetworks entry the plan removes trusted it (`0.0.0.0/0`, a /1 half,
 a class-style network) was never legitimate; such a flow is reported as an intended
-closure, with the reason. The relay analysis of the new configuration must show no open
-service.
+closure, with the reason. Likewise a plaintext SASL login that the plan stops by asking
+for TLS first (smtpd_tls_auth_only = yes, smtpd_tls_security_level = encrypt) is intended
+when the same user still gets through over STARTTLS after the plan. The relay analysis of
+the new configuration must show no open service.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from postharden.config import Definition, PostfixConfig, split_list
+from postharden.config import Definition, PostfixConfig, Service, split_list
 
 OUTSIDE = "203.0.113.7"
 OUTSIDE_NAME = "client.example.net"
@@ -34,11 +40,12 @@ SASL_USER = "postharden-user"
 @dataclass(frozen=True, slots=True)
 class Flow:
     service: str
-    client: str  # outside | mynetworks:<address> | sasl
+    client: str  # outside | mynetworks:<address> | sasl | sasl+tls (after STARTTLS)
     address: str
     sasl_user: str | None
     recipient: str
     destination: str  # local | virtual-alias | virtual-mailbox | relay | foreign
+    tls: bool = False  # the client says STARTTLS
 
     @property
     def label(self) -> str:
@@ -140,6 +147,27 @@ def _trusted_hosts(before: PostfixConfig, after: PostfixConfig) -> list[str]:
     return hosts[:6]
 
 
+def offers_tls(config: PostfixConfig, service: Service | None) -> bool:
+    """STARTTLS that works: smtpd_tls_security_level may or encrypt and a certificate."""
+    context = config.effective(service)
+    level = context.expanded("smtpd_tls_security_level").strip().lower()
+    if not level:
+        if context.expanded("smtpd_enforce_tls").strip().lower() == "yes":
+            level = "encrypt"
+        elif context.expanded("smtpd_use_tls").strip().lower() == "yes":
+            level = "may"
+    has_cert = any(
+        context.expanded(name).strip()
+        for name in (
+            "smtpd_tls_cert_file",
+            "smtpd_tls_eccert_file",
+            "smtpd_tls_dcert_file",
+            "smtpd_tls_chain_files",
+        )
+    )
+    return level in ("may", "encrypt") and has_cert
+
+
 def legitimate_flows(before: PostfixConfig, after: PostfixConfig) -> list[Flow]:
     destinations: list[tuple[str, str]] = []
     for kind, parameter in (
@@ -156,15 +184,29 @@ def legitimate_flows(before: PostfixConfig, after: PostfixConfig) -> list[Flow]:
     hosts = _trusted_hosts(before, after)
     for service in before.smtpd_services():
         key = service.key
+        tls = offers_tls(before, service)
         for kind, recipient in destinations:
-            flows.append(Flow(key, "outside", OUTSIDE, None, recipient, kind))
+            flows.append(Flow(key, "outside", OUTSIDE, None, recipient, kind, tls))
         for host in hosts:
             for kind, recipient in [*destinations, foreign]:
-                flows.append(Flow(key, f"mynetworks:{host}", host, None, recipient, kind))
+                flows.append(Flow(key, f"mynetworks:{host}", host, None, recipient, kind, tls))
         if before.effective(service).expanded("smtpd_sasl_auth_enable") == "yes":
             for kind, recipient in [*destinations, foreign]:
-                flows.append(Flow(key, "sasl", OUTSIDE, SASL_USER, recipient, kind))
+                if tls:
+                    flows.append(Flow(key, "sasl+tls", OUTSIDE, SASL_USER, recipient, kind, True))
+                flows.append(Flow(key, "sasl", OUTSIDE, SASL_USER, recipient, kind, False))
     return flows
+
+
+def _tls_first(after: PostfixConfig, service: str) -> str | None:
+    """Why the service after the plan wants TLS before AUTH or MAIL, or None."""
+    context = after.effective(after.service(service))
+    if context.expanded("smtpd_tls_auth_only").strip().lower() == "yes":
+        return f"smtpd_tls_auth_only = yes ({context.origin('smtpd_tls_auth_only')})"
+    if context.expanded("smtpd_tls_security_level").strip().lower() == "encrypt":
+        where = context.origin("smtpd_tls_security_level")
+        return f"smtpd_tls_security_level = encrypt ({where})"
+    return None
 
 
 def _with_mynetworks(config: PostfixConfig, value: str) -> PostfixConfig:
@@ -202,6 +244,7 @@ def prove(before: PostfixConfig, after: PostfixConfig) -> Proof:
                 sasl_user=flow.sasl_user,
                 sender=f"sender@{OUTSIDE_NAME}",
                 recipient=flow.recipient,
+                tls=flow.tls,
             )
             old = engine_before.decide(flow.service, context)
             try:
@@ -222,6 +265,21 @@ def prove(before: PostfixConfig, after: PostfixConfig) -> Proof:
                     "accepted before only because mynetworks trusted this outside address; "
                     f"the plan limits mynetworks to: {after_trust}"
                 )
+            if (
+                intended is None
+                and flow.sasl_user is not None
+                and not flow.tls
+                and old.accepted
+                and not new.accepted
+                and offers_tls(after, after.service(flow.service))
+            ):
+                reason = _tls_first(after, flow.service)
+                over_tls = engine_after.decide(flow.service, replace(context, tls=True))
+                if reason is not None and over_tls.accepted:
+                    intended = (
+                        f"the plan asks for TLS before a login ({reason}): this SASL user "
+                        "still gets through after STARTTLS, not on a plaintext session"
+                    )
             results.append(
                 FlowResult(flow, old.reply, new.reply, old.accepted, new.accepted, intended)
             )
