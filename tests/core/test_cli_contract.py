@@ -81,3 +81,18 @@ def test_show_json_is_valid_json(tmp_path: Path) -> None:
     assert document["schema_version"] == 1
     assert document["parameters"]["myhostname"]["origin"] == "main.cf:1"
     assert document["services"][0]["overrides"] == {"smtpd_tls_security_level": "may"}
+
+
+def test_bare_smtp_means_the_smtpd_service(tmp_path: Path) -> None:
+    from postharden.config import load_config
+
+    (tmp_path / "main.cf").write_text("myhostname = mx.example.com\n")
+    (tmp_path / "master.cf").write_text(
+        "smtp inet n - n - - smtpd\nsmtp unix - - n - - smtp\nrelay unix - - n - - smtp\n"
+        "relay inet n - n - - smtpd\nrelay fifo n - n - - smtpd\n"
+    )
+    config = load_config(tmp_path)
+    assert config.service("smtp").key == "smtp/inet"
+    assert config.service("smtp/unix").key == "smtp/unix"
+    with pytest.raises(Exception, match="ambiguous"):
+        config.service("relay")

@@ -301,13 +301,21 @@ class PostfixConfig:
         return [d for d in self.definitions if d.name == name]
 
     def service(self, name: str) -> Service:
-        """A service by `name/type`, or by name when that is unambiguous."""
+        """A service by `name/type`, or by name when that is unambiguous.
+
+        Every stock master.cf has both `smtp/inet` (the smtpd server) and `smtp/unix` (the
+        delivery client); a bare name that matches one smtpd service and other kinds means
+        the smtpd service, which is what every server-side question is about.
+        """
         for service in self.services:
             if service.key == name:
                 return service
         matches = [s for s in self.services if s.name == name]
         if len(matches) == 1:
             return matches[0]
+        servers = [s for s in matches if s.is_smtpd]
+        if len(servers) == 1:
+            return servers[0]
         if not matches:
             known = ", ".join(s.key for s in self.services) or "none"
             raise ConfigError(f"no service {name!r} in master.cf (services: {known})")
