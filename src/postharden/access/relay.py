@@ -83,6 +83,7 @@ def _analyze_service(engine: Engine, service: Service) -> ServiceRelay:
     destinations = _destination_classes(policy)
     senders = _sender_variants(policy)
     helos = _helo_variants(policy)
+    tls_works = policy.tls_offered and policy.tls_has_cert
     matrix: list[MatrixCell] = []
     path: RelayPath | None = None
     depends: RelayPath | None = None
@@ -90,37 +91,43 @@ def _analyze_service(engine: Engine, service: Service) -> ServiceRelay:
         for destination in destinations:
             best: Decision | None = None
             best_context: ClientContext | None = None
-            for sender in senders:
-                for helo in helos:
-                    context = ClientContext(
-                        client.address,
-                        client.name,
-                        helo,
-                        client.sasl_user,
-                        sender,
-                        destination.recipient,
-                    )
-                    decision = engine.decide(service, context)
-                    if best is None or (decision.accepted and not best.accepted):
-                        best, best_context = decision, context
-                    if decision.accepted:
-                        break
-                    if (
-                        destination.id == "foreign"
-                        and client.id not in _TRUSTED_CLASSES
-                        and depends is None
-                        and any(o.if_yes.accepted for o in decision.outside)
-                    ):
-                        item = next(o for o in decision.outside if o.if_yes.accepted)
-                        depends = RelayPath(
-                            client.label,
-                            destination.label,
-                            f"{item.restriction} ({item.question})",
-                            item.origin,
-                            context,
-                        )
-                if best is not None and best.accepted:
+            # A SASL client logs in after STARTTLS when it can; other clients are asked
+            # without and with STARTTLS (reject_plaintext_session, TLS-only paths).
+            tls_options = (
+                [True]
+                if client.sasl_user and tls_works
+                else ([False, True] if tls_works else [False])
+            )
+            variants = [(s, h, t) for t in tls_options for s in senders for h in helos]
+            for sender, helo, tls in variants:
+                context = ClientContext(
+                    client.address,
+                    client.name,
+                    helo,
+                    client.sasl_user,
+                    sender,
+                    destination.recipient,
+                    tls,
+                )
+                decision = engine.decide(service, context)
+                if best is None or (decision.accepted and not best.accepted):
+                    best, best_context = decision, context
+                if decision.accepted:
                     break
+                if (
+                    destination.id == "foreign"
+                    and client.id not in _TRUSTED_CLASSES
+                    and depends is None
+                    and any(o.if_yes.accepted for o in decision.outside)
+                ):
+                    item = next(o for o in decision.outside if o.if_yes.accepted)
+                    depends = RelayPath(
+                        client.label,
+                        destination.label,
+                        f"{item.restriction} ({item.question})",
+                        item.origin,
+                        context,
+                    )
             assert best is not None and best_context is not None
             relays = destination.id == "foreign" and best.accepted
             matrix.append(MatrixCell(client.id, destination.id, best, relays, best_context))

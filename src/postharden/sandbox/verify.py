@@ -168,12 +168,14 @@ def _plan_from_engine(config_dir: Path) -> tuple[list[_Planned], dict[str, str]]
             context = cell.context
             case = Case(
                 name,
-                context.address,
+                # XCLIENT takes an IPv6 address as IPV6:address.
+                f"IPV6:{context.address}" if ":" in context.address else context.address,
                 context.name or UNKNOWN_NAME,
                 context.helo,
                 context.sasl_user,
                 context.sender,
                 context.recipient,
+                tls=context.tls,
             )
             predicted: dict[str, Any] = {
                 "command": cell.decision.command,
