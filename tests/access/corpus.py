@@ -476,8 +476,13 @@ class Query:
     context: ClientContext
 
 
-def random_queries(rng: random.Random, services: list[str], count: int) -> list[Query]:
-    """Cases grouped in few client identities per service, so sessions carry many cases."""
+def random_queries(
+    rng: random.Random, services: list[str], count: int, *, data: bool = False
+) -> list[Query]:
+    """Cases grouped in few client identities per service, so sessions carry many cases.
+
+    DATA cases only with `data` (the sandbox's own `run` asks RCPT, VRFY, EXPN and ETRN;
+    realpostfix.ask sends DATA itself)."""
     queries = []
     per_service = max(1, count // len(services))
     for service in services:
@@ -488,11 +493,15 @@ def random_queries(rng: random.Random, services: list[str], count: int) -> list[
             # One verb per identity: Postfix carries state from one MAIL to a later VRFY
             # of the same session (defer_if_permit_sender), so verbs get sessions of their own.
             verb = rng.choice(VERBS)
+            if verb == "DATA" and not data:
+                verb = "RCPT"
             identities.append(
                 (rng.choice(ADDRESSES), rng.choice(NAMES), rng.choice(HELOS), sasl, tls, verb)
             )
         if service == services[0]:
-            identities[: len(ANCHOR_IDENTITIES)] = ANCHOR_IDENTITIES
+            identities[: len(ANCHOR_IDENTITIES)] = [
+                i if data or i[5] != "DATA" else (*i[:5], "RCPT") for i in ANCHOR_IDENTITIES
+            ]
         for index in range(per_service):
             if index < len(identities):
                 address, name, helo, sasl, tls, verb = identities[index]

@@ -200,7 +200,7 @@ def compare(seed: int, instances: int, services: int, cases: int) -> list[Compar
     results: list[Comparison] = []
     for _ in range(instances):
         instance = vetted_instance(rng, services)
-        queries = random_queries(rng, instance.services, cases)
+        queries = random_queries(rng, instance.services, cases, data=True)
         with running(instance) as (sandbox, engine, keys):
             expected = [engine.decide(keys[q.service], q.context) for q in queries]
             outcomes = ask(sandbox, [case_for(q) for q in queries])
