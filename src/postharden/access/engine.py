@@ -1569,8 +1569,14 @@ def _unknown_domain(
         ev.step(shown, "skipped", "no address to check")
         return DUNNO
     resolved = ev.p.resolve(address)
-    if resolved.klass != "default":
-        ev.step(shown, "dunno", f"{resolved.domain} is a domain of this server")
+    # smtpd's reject_unknown_address() skips only final destinations
+    # (RESOLVE_CLASS_FINAL: local, alias, virtual) and address literals; a relay_domains
+    # domain is still looked up in the DNS.
+    if resolved.klass in ("local", "alias", "virtual"):
+        ev.step(shown, "dunno", f"{resolved.domain} is a final destination of this server")
+        return DUNNO
+    if resolved.domain.startswith("[") and resolved.domain.endswith("]"):
+        ev.step(shown, "dunno", f"{resolved.domain} is an address literal")
         return DUNNO
     klass = SENDER if is_sender else RECIPIENT
     return _dns_reject(
