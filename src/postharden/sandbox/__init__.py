@@ -19,7 +19,10 @@ What the sandbox rewrites, and nothing else:
 
 - ``queue_directory``, ``data_directory`` (owned by the ``postfix`` user), ``maillog_file =
   DIR/maillog``, ``maillog_file_prefixes = DIR``, ``inet_interfaces = 127.0.0.1``,
-  ``inet_protocols = ipv4``;
+  ``inet_protocols`` (IPv4, plus IPv6 when the machine has ``::1``, so that XCLIENT
+  accepts IPv6 client addresses); when main.cf does not set ``mynetworks``, the value
+  production computes from its own ``inet_interfaces`` and ``mynetworks_style`` is pinned
+  (the rewritten ``inet_interfaces`` would change it);
 - every ``inet`` row of master.cf listens on ``127.0.0.1:<free port>``; chroot is off;
 - ``smtpd_authorized_xclient_hosts`` gets ``127.0.0.1`` in front of what the config says
   (main.cf and any ``-o`` override);
@@ -695,13 +698,18 @@ class Sandbox:
             "maillog_file": f"{directory}/maillog",
             "maillog_file_prefixes": str(directory),
             "inet_interfaces": "127.0.0.1",
-            "inet_protocols": "ipv4",
+            "inet_protocols": _loopback_protocols(),
             "smtpd_authorized_xclient_hosts": f"127.0.0.1, {xclient}" if xclient else "127.0.0.1",
             **SESSION_LIMITS,
         }
         if not self.authorize_xclient:
             # A plain instance for live-probe tests: XCLIENT stays as configured.
             del overrides["smtpd_authorized_xclient_hosts"]
+        trusted = _production_mynetworks(main_cf, directory)
+        if trusted is not None:
+            # mynetworks is unset: Postfix computes it from inet_interfaces, which the
+            # sandbox rewrites; pin the value production computes so trust is unchanged.
+            overrides["mynetworks"] = trusted
         main_text = _comment_out(main_cf, set(overrides))
         main_text += "\n# postharden sandbox: what must change to run beside production\n"
         main_text += "".join(f"{name} = {value}\n" for name, value in overrides.items())
@@ -992,7 +1000,10 @@ class Sandbox:
                     client.close()
                     return None, _refusal("connect", reply)
                 client.ehlo("sandbox.postharden.invalid")
-            attributes = [("NAME", case.client_name), ("ADDR", case.client_addr)]
+            address = case.client_addr
+            if ":" in address and not address.upper().startswith("IPV6:"):
+                address = f"IPV6:{address}"  # XCLIENT_README: an IPv6 ADDR carries the prefix
+            attributes = [("NAME", case.client_name), ("ADDR", address)]
             if case.sasl_login is not None:
                 attributes.insert(0, ("LOGIN", case.sasl_login))
             reply = client.xclient(attributes)
@@ -1153,3 +1164,31 @@ __all__ = [
     "postfix_available",
     "postfix_version",
 ]
+
+
+def _loopback_protocols() -> str:
+    """`ipv4, ipv6` when this machine has an IPv6 loopback, else `ipv4`."""
+    if not socket.has_ipv6:
+        return "ipv4"
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return "ipv4"
+    return "ipv4, ipv6"
+
+
+def _production_mynetworks(main_cf: str, directory: Path) -> str | None:
+    """The mynetworks production computes, when main.cf leaves it to Postfix; else None."""
+    from postharden.config import ConfigError, ExpansionError
+    from postharden.config.defaults import load_defaults
+    from postharden.config.model import PostfixConfig, parse_main_cf
+
+    try:
+        definitions = parse_main_cf(main_cf, "main.cf", [])
+        config = PostfixConfig(directory, definitions, [], load_defaults(), [], False)
+        if config.definition("mynetworks") is not None:
+            return None
+        return config.main.expanded("mynetworks")
+    except (ConfigError, ExpansionError):
+        return None  # Postfix itself will refuse this main.cf; the sandbox reports that
