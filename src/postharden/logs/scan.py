@@ -3,11 +3,14 @@
 Each block of whole lines is scanned in one of two ways that give the same Tally:
 
 * exact: every line through the pure parser;
-* fast (fastscan.py): one `re.findall` pass matches every line once; lines of the
-  frequent shapes give only the fields the report needs, any other line (unknown,
-  truncated, another program, junk) goes through the exact parser on its own. When the
-  block holds something the fast path cannot prove equal (New Year inside the block, a
-  reject text that could move the parser's split), the block is rescanned exactly.
+* fast: the compiled scanner (cscan.py, `_scan.c`) when it is built, else one
+  `re.findall` pass (fastscan.py); lines of the frequent shapes give only the fields the
+  report needs, any other line (unknown, truncated, another program, junk) goes through
+  the exact parser on its own. When the block holds something the fast path cannot prove
+  equal (New Year inside the block, a count that would overflow), the block is rescanned
+  exactly.
+
+`POSTHARDEN_LOGS_ENGINE=regex` forces the pure-Python fast path (tests and benchmarks).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from postharden.logs import cscan
 from postharden.logs.analyze import Tally
 from postharden.logs.errors import LogError
 from postharden.logs.events import Kind
@@ -36,7 +40,12 @@ from postharden.logs.reader import (
     stdin_source,
 )
 
-BLOCK = 4 * 1024 * 1024  # findall rows of a block are ~3x its size: keeps workers small
+# findall rows of a block are ~3x its size: 4 MB keeps the regex path's workers small;
+# the compiled scanner holds little more than the block.
+BLOCK_REGEX = 4 * 1024 * 1024
+BLOCK_C = 16 * 1024 * 1024
+ENGINE = os.environ.get("POSTHARDEN_LOGS_ENGINE") or ("c" if cscan.available() else "regex")
+BLOCK = BLOCK_C if ENGINE == "c" else BLOCK_REGEX
 SMALL = 32 * 1024 * 1024  # below this, no worker processes
 
 
@@ -90,7 +99,13 @@ def scan_block(
 ) -> Tally:
     """One block of whole lines -> Tally (the fast path when it can prove its result)."""
     if not exact:
-        tally = scan_fast(block, year, month, reference, None if window.open else window.contains)
+        contains = None if window.open else window.contains
+        if ENGINE == "c" and cscan.available():
+            tally = cscan.scan_c(
+                block, year, month, reference, window.since, window.until, contains
+            )
+        else:
+            tally = scan_fast(block, year, month, reference, contains)
         if tally is not None:
             return tally
     tally = Tally()
@@ -223,9 +238,11 @@ def analyze_paths(
     year: int | None = None,
     exact: bool = False,
     jobs: int | None = None,
-    block: int = BLOCK,
+    block: int | None = None,
 ) -> tuple[Tally, list[Source]]:
     """Read every input (in time order) into one Tally."""
+    if block is None:
+        block = BLOCK_C if ENGINE == "c" and cscan.available() else BLOCK_REGEX
     sources: list[Source] = []
     use_stdin = False
     for p in paths:
