@@ -1,9 +1,9 @@
 """Run generated configurations in the shared sandbox and ask both it and the engine.
 
 SASL logins through XCLIENT need `smtpd_sasl_auth_enable = yes`, and smtpd then needs a
-working SASL backend to list mechanisms in its EHLO reply. A tiny Dovecot auth-protocol
-server on the sandbox's `private/auth` socket answers the handshake (VERSION, MECH PLAIN,
-DONE); XCLIENT LOGIN never asks it to authenticate anybody.
+working SASL backend to list mechanisms in its EHLO reply: the sandbox stands in for
+Dovecot's auth socket itself (postharden.sandbox.sasl); XCLIENT LOGIN never asks it to
+authenticate anybody.
 
 TLS: the instances carry a self-signed certificate made with openssl for this test run;
 a case with `tls` says STARTTLS before XCLIENT (Sandbox Case.tls). DATA cases (the sandbox
@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
-import pwd
 import random
-import socket
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,54 +31,6 @@ from postharden.smtp import SmtpClient
 from .corpus import Instance, Query, random_instance, random_queries
 
 SANDBOX_CLIENT = ClientContext("127.0.0.1", "localhost", "sandbox.postharden.invalid", None, "", "")
-
-
-class DovecotAuthStub:
-    """Answers the Dovecot auth handshake on a unix socket until closed."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        os.chmod(path, 0o666)
-        postfix = pwd.getpwnam("postfix")
-        os.chown(path, postfix.pw_uid, postfix.pw_gid)
-        self.sock.listen(64)
-        self.sock.settimeout(0.5)
-        self.closed = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.closed:
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
-
-    def _talk(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                conn.sendall(
-                    b"VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nSPID\t1\nCUID\t1\n"
-                    b"COOKIE\t0123456789abcdef0123456789abcdef\nDONE\n"
-                )
-                conn.settimeout(600)
-                while conn.recv(4096):
-                    pass
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.closed = True
-        with contextlib.suppress(OSError):
-            self.sock.close()
 
 
 @dataclass
@@ -180,19 +128,15 @@ def sandboxed(
     # A generous greeting timeout: on a loaded machine a slow first greeting must not
     # pass for a service that refuses to run (those are told by smtpd's fatal log line).
     with Sandbox(main_cf, master_cf, maps=maps or {}, greeting_timeout=30.0) as sandbox:
-        assert sandbox.directory is not None
-        stub = DovecotAuthStub(sandbox.directory / "queue" / "private" / "auth")
-        try:
-            config = load_config(sandbox.config_directory)
-            by_port = {}
-            for service in config.smtpd_services():
-                listen = service.listen
-                if listen is not None:
-                    by_port[int(listen[1])] = service.key
-            keys = {name: by_port[port] for name, port in sandbox.ports.items()}
-            yield sandbox, Engine(config), keys
-        finally:
-            stub.close()
+        # The sandbox answers Dovecot's auth handshake itself (postharden.sandbox.sasl).
+        config = load_config(sandbox.config_directory)
+        by_port = {}
+        for service in config.smtpd_services():
+            listen = service.listen
+            if listen is not None:
+                by_port[int(listen[1])] = service.key
+        keys = {name: by_port[port] for name, port in sandbox.ports.items()}
+        yield sandbox, Engine(config), keys
 
 
 def compare(seed: int, instances: int, services: int, cases: int) -> list[Comparison]:

@@ -129,6 +129,7 @@ from postharden.sandbox.namespace import (
     resolv_conf_text,
 )
 from postharden.sandbox.outside import OutsideContactError, isolate
+from postharden.sandbox.sasl import DovecotAuthStub, dovecot_sockets
 from postharden.smtp import Reply, SmtpClient, SmtpError
 
 POSTFIX = "postfix"
@@ -571,6 +572,7 @@ class Sandbox:
         self.outside_services = dict(outside_services) if outside_services is not None else None
         self.stub: StubDns | None = None
         self.namespace: str | None = None
+        self.sasl_stubs: list[DovecotAuthStub] = []
 
     @classmethod
     def from_config_dir(cls, path: Path, **kwargs: Any) -> Sandbox:
@@ -631,6 +633,7 @@ class Sandbox:
         last = ""
         for _ in range(attempts):
             self._prepare()
+            self._start_sasl_stubs()
             if self._start_postfix():
                 return
             last = self.start_output
@@ -642,6 +645,15 @@ class Sandbox:
         detail = self._config_error() or _last_fatal(last) or "no output"
         self.stop()
         raise SandboxError(f"Postfix did not start: {detail}")
+
+    def _start_sasl_stubs(self) -> None:
+        """Answer Dovecot's auth handshake where production's queue held Dovecot's socket."""
+        assert self.directory is not None
+        for path in sorted(dovecot_sockets(self.directory / "etc")):
+            try:
+                self.sasl_stubs.append(DovecotAuthStub(self.directory / "queue" / path))
+            except OSError as error:
+                raise SandboxError(f"cannot stand in for Dovecot's {path}: {error}") from error
 
     def _prepare(self) -> None:
         directory = Path(tempfile.mkdtemp(prefix="postharden-sandbox-"))
@@ -821,6 +833,9 @@ class Sandbox:
             stub, self.stub = self.stub, None
             if stub is not None:
                 stub.close()
+            sasl_stubs, self.sasl_stubs = self.sasl_stubs, []
+            for sasl_stub in sasl_stubs:
+                sasl_stub.close()
             reaper, self._reaper = self._reaper, None
             if reaper is not None:
                 with contextlib.suppress(OSError):
