@@ -14,6 +14,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <math.h>
 
 #define MAX_SCAN_LINE 32768
 
@@ -48,8 +49,12 @@ static uint64_t hash_bytes(const char *p, size_t n) {
     }
     uint64_t w = 0;
     memcpy(&w, p, n);
-    h = (h ^ w ^ n) * 0x94d049bb133111ebULL;
-    h ^= h >> 31;
+    h ^= w;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
     return h;
 }
 
@@ -130,7 +135,7 @@ static Ent *tab_get(Tab *t, const char *k, size_t n, int *fresh) {
 enum {
     T_SASL_CLIENT, T_SASL_TAIL, T_SASL_MECH, T_RELAY_CLIENT, T_REJECT_CLIENT, T_REJECT_STAGE,
     T_TLS, T_DELIVERIES, T_DEFERRED_DOMAIN, T_BOUNCED_DOMAIN, T_LOGIN_USER, T_LOGIN_USER_CLIENT,
-    T_LOGIN_USER_HOUR, T_AUTH_FAIL_DISC, T_CONN_PROBLEMS, T_POSTSCREEN,
+    T_LOGIN_USER_HOUR, T_AUTH_FAIL_DISC, T_CONN_PROBLEMS, T_POSTSCREEN, T_WARNINGS,
     N_COUNT_TABLES,
     /* with more than a count: */
     T_REJECT_TEXT = N_COUNT_TABLES, /* action\0text -> count; aux = flags from reject_cb */
@@ -146,13 +151,14 @@ static const char *TABLE_NAMES[N_COUNT_TABLES] = {
     "sasl_fail_client", "sasl_tail", "sasl_fail_mech", "relay_client", "reject_client",
     "reject_stage", "tls_protocols", "deliveries", "deferred_domain", "bounced_domain",
     "login_user", "login_user_client", "login_user_hour", "auth_fail_disconnect",
-    "connection_problems", "postscreen",
+    "connection_problems", "postscreen", "warnings",
 };
 
 enum {
     K_CONNECT, K_DISCONNECT, K_CLIENT, K_SASL_LOGIN, K_MESSAGE_ID, K_QUEUED, K_DELIVERY,
     K_REMOVED, K_REJECT, K_SASL_FAILURE, K_SASL_ABORTED, K_LOST_CONNECTION, K_TIMEOUT,
-    K_TOO_MANY_ERRORS, K_TLS_ESTABLISHED, K_PIPELINING, K_POSTSCREEN, N_KINDS
+    K_TOO_MANY_ERRORS, K_TLS_ESTABLISHED, K_PIPELINING, K_POSTSCREEN, K_EXPIRED, K_PICKUP,
+    K_BOUNCE_NOTICE, K_DELIVERY_PROBLEM, K_LIFECYCLE, K_WARNING, K_RATE_LIMIT, N_KINDS
 };
 
 typedef struct {
@@ -165,6 +171,12 @@ typedef struct {
     int unsure;
     PyObject *odd;
     PyObject *stamp_cb, *program_cb, *reject_cb, *tail_cb;
+    double since, until;
+    int has_since, has_until;
+    /* the last hour key and its entry: consecutive lines mostly share it */
+    char last_key[64];
+    size_t last_keyn;
+    Ent *last_hour;
 } Scan;
 
 static int count(Scan *s, int table, const char *k, size_t n, int64_t by) {
@@ -305,6 +317,21 @@ static int queued(Scan *s, const char *p, const char *e) {
         __builtin_add_overflow(x->v[2], nrcpt, &x->v[2]))
         s->unsure = 1;
     s->kinds[K_QUEUED]++;
+    return 1;
+}
+
+static int expired(Scan *s, const char *p, const char *e) {
+    /* `from=<?([^>,]*)>?, status=(\S*expired)` (after `_QUEUED` failed) */
+    p += 5;
+    if (p < e && *p == '<') p++;
+    while (p < e && *p != '>' && *p != ',') p++;
+    if (p < e && *p == '>') p++;
+    if (!STARTS(p, e, ", status=")) return 0;
+    p += 9;
+    const char *t = token_end(p, e);
+    if (!FIND(p, t, "expired")) return 0;
+    if (count(s, T_DELIVERIES, "expired", 7, 1) < 0) return -1;
+    s->kinds[K_EXPIRED]++;
     return 1;
 }
 
@@ -453,31 +480,34 @@ static int reject(Scan *s, const char *p, const char *e, When *w) {
     p = client(p, e, &ip, &ipn);
     if (!p || !STARTS(p, e, ": ")) return 0;
     p += 2;
+    const char *rest = p, *text, *te;
+    int mode = 0;
     /* `\d{3} \d\.\d{1,3}\.\d{1,3} ` */
     if (e - p < 10 || !ISDIGIT(p[0]) || !ISDIGIT(p[1]) || !ISDIGIT(p[2]) || p[3] != ' ' ||
         !ISDIGIT(p[4]) || p[5] != '.')
-        return 0;
+        goto whole;
     p += 6;
     int n = 0;
     while (p < e && ISDIGIT(*p)) p++, n++;
-    if (n < 1 || n > 3 || !(p < e && *p == '.')) return 0;
+    if (n < 1 || n > 3 || !(p < e && *p == '.')) goto whole;
     p++;
     n = 0;
     while (p < e && ISDIGIT(*p)) p++, n++;
-    if (n < 1 || n > 3 || !(p < e && *p == ' ')) return 0;
+    if (n < 1 || n > 3 || !(p < e && *p == ' ')) goto whole;
     p++;
     /* `<addr>: `: an address with a one-word reason trigger could change the class */
     if (p < e && *p == '<') {
         const char *q = p + 1;
         while (q < e && *q != '>' && *q != ' ' && *q != '<') q++;
         if (STARTS(q, e, ">: ")) {
-            if (has_ci(p, q, "greylist") || has_ci(p, q, "pipelining")) return 0;
+            if (has_ci(p, q, "greylist") || has_ci(p, q, "pipelining")) goto whole;
             p = q + 3;
         }
     }
     /* text: up to the first `; ` from which the envelope runs to the end of the line:
        `; (?:from=<A> )?(?:to=<A> )?proto=\S+?(?: helo=<A>)?$` */
-    const char *text = p, *te = NULL;
+    text = p;
+    te = NULL;
     for (const char *q = FIND(p, e, "; "); q; q = FIND(q + 1, e, "; ")) {
         const char *r = q + 2;
         if (STARTS(r, e, "from=<")) {
@@ -503,20 +533,29 @@ static int reject(Scan *s, const char *p, const char *e, When *w) {
         te = q;
         break;
     }
-    if (!te) return 0;
+    if (!te) goto whole;
+    goto keyed;
+whole:
+    /* another reply shape: the callback gets everything after the client and does what
+       parser._reject does with it (envelope, reply code, DSN) */
+    mode = 1;
+    text = rest;
+    te = e;
+keyed:;
     size_t tn = (size_t)(te - text);
     char buf[4200];
-    if (actn + 1 + tn > sizeof buf) return 0;
-    memcpy(buf, act, actn);
-    buf[actn] = '\0';
-    memcpy(buf + actn + 1, text, tn);
+    if (actn + 2 + tn > sizeof buf) return 0;
+    buf[0] = (char)mode;
+    memcpy(buf + 1, act, actn);
+    buf[actn + 1] = '\0';
+    memcpy(buf + actn + 2, text, tn);
     int fresh;
-    Ent *x = tab_get(&s->t[T_REJECT_TEXT], buf, actn + 1 + tn, &fresh);
+    Ent *x = tab_get(&s->t[T_REJECT_TEXT], buf, actn + 2 + tn, &fresh);
     if (!x) return -1;
     if (fresh) {
         PyObject *a = PyBytes_FromStringAndSize(act, (Py_ssize_t)actn);
         PyObject *t = PyBytes_FromStringAndSize(text, (Py_ssize_t)tn);
-        PyObject *r = a && t ? PyObject_CallFunctionObjArgs(s->reject_cb, a, t, NULL) : NULL;
+        PyObject *r = a && t ? PyObject_CallFunction(s->reject_cb, "OOi", a, t, mode) : NULL;
         Py_XDECREF(a);
         Py_XDECREF(t);
         if (!r) return -1;
@@ -719,6 +758,47 @@ static int postscreen(Scan *s, const char *p, const char *e) {
     return 1;
 }
 
+static int warning(Scan *s, const char *p, const char *e, When *w) {
+    /* parser._warning, rule by rule */
+    if (FIND(p, e, " authentication ") && FIND(p, e, "SASL")) {
+        int r = sasl(s, p, e, w);
+        if (r) return r;
+        /* `_SASL_FAIL.match` needs `[^\s\[\]]*\[` first: without it the rule cannot match */
+        const char *q = p;
+        while (q < e && *q != ' ' && *q != '[' && *q != ']') q++;
+        if (q < e && *q == '[') return 0;
+    }
+    if (STARTS(p, e, "problem talking to ")) return 0;
+    if (FIND(p, e, "limit exceeded")) {
+        /* `(.*? limit exceeded): (\d+) from CLIENT for service (\S+)` */
+        for (const char *x = FIND(p, e, " limit exceeded: "); x;
+             x = FIND(x + 1, e, " limit exceeded: ")) {
+            const char *q = x + 17, *d = q;
+            while (q < e && ISDIGIT(*q)) q++;
+            if (q == d || !STARTS(q, e, " from ")) continue;
+            const char *ip;
+            size_t ipn;
+            q = client(q + 6, e, &ip, &ipn);
+            if (!q || !STARTS(q, e, " for service ") || !(q + 13 < e && q[13] != ' ')) continue;
+            s->kinds[K_RATE_LIMIT]++;
+            return 1;
+        }
+        return 0;
+    }
+    if (STARTS(p, e, "non-SMTP command from ") || STARTS(p, e, "TLS library problem") ||
+        FIND(p, e, "SSL_accept error") || FIND(p, e, "TLS handshake"))
+        return 0;
+    /* WARNING: `detail.split("[", 1)[0].split(": ", 1)[0][:80]` */
+    const char *k = memchr(p, '[', (size_t)(e - p));
+    if (!k) k = e;
+    const char *c = FIND(p, k, ": ");
+    if (c) k = c;
+    if (k - p > 80) k = p + 80;
+    if (count(s, T_WARNINGS, p, (size_t)(k - p), 1) < 0) return -1;
+    s->kinds[K_WARNING]++;
+    return 1;
+}
+
 /* `(NOQUEUE|[0-9A-Z]{5,24}|(?=[A-Za-z]*\d)[0-9A-Za-z]{10,20}): ` -> the message after it */
 static const char *queue_id(const char *p, const char *e) {
     const char *q = p;
@@ -744,7 +824,7 @@ static const char *queue_id(const char *p, const char *e) {
 static int message(Scan *s, const char *m, const char *e, When *w) {
     const char *p = queue_id(m, e);
     char c = p < e ? *p : 0;
-    if (c == 'w' && STARTS(p, e, "warning: ")) return sasl(s, p + 9, e, w);
+    if (c == 'w' && STARTS(p, e, "warning: ")) return warning(s, p + 9, e, w);
     if (STARTS(p, e, "fatal: ") || STARTS(p, e, "panic: ") || STARTS(p, e, "error: ")) return 0;
     if (ISLOWER(c)) {
         /* `first.islower() and ": " in msg[:32]` and `_REJECT.match`: a message that
@@ -755,6 +835,14 @@ static int message(Scan *s, const char *m, const char *e, When *w) {
     }
     switch (c) {
     case 'c':
+        if (STARTS(p, e, "connect to ") || STARTS(p, e, "conversation with ")) {
+            s->kinds[K_DELIVERY_PROBLEM]++;
+            return 1;
+        }
+        if (STARTS(p, e, "cache ")) {
+            s->kinds[K_LIFECYCLE]++;
+            return 1;
+        }
         if (STARTS(p, e, "connect from ")) {
             const char *ip;
             size_t ipn;
@@ -767,16 +855,28 @@ static int message(Scan *s, const char *m, const char *e, When *w) {
         return 0;
     case 'd':
         if (STARTS(p, e, "disconnect from ")) return disconnect(s, p, e);
+        if (STARTS(p, e, "daemon started")) {
+            s->kinds[K_LIFECYCLE]++;
+            return 1;
+        }
         return 0;
     case 'l':
         if (STARTS(p, e, "lost connection after "))
             return after(s, p, e, K_LOST_CONNECTION, "lost_connection", 22);
+        if (STARTS(p, e, "lost connection with ")) {
+            s->kinds[K_DELIVERY_PROBLEM]++;
+            return 1;
+        }
         return 0;
     case 't':
         if (STARTS(p, e, "timeout after ")) return after(s, p, e, K_TIMEOUT, "timeout", 14);
         if (STARTS(p, e, "too many errors after "))
             return after(s, p, e, K_TOO_MANY_ERRORS, "too_many_errors", 22);
         if (STARTS(p, e, "to=")) return delivery(s, p, e);
+        if (STARTS(p, e, "terminating on signal") || STARTS(p, e, "table ")) {
+            s->kinds[K_LIFECYCLE]++;
+            return 1;
+        }
         return 0;
     case 'm':
         if (STARTS(p, e, "message-id=")) {
@@ -785,11 +885,45 @@ static int message(Scan *s, const char *m, const char *e, When *w) {
         }
         return 0;
     case 'f':
-        if (STARTS(p, e, "from=")) return queued(s, p, e);
+        if (STARTS(p, e, "from=")) {
+            int r = queued(s, p, e);
+            return r ? r : expired(s, p, e);
+        }
+        return 0;
+    case 'u':
+        /* `msg.startswith("uid=") and " from=<" in msg` */
+        if (STARTS(p, e, "uid=") && FIND(p, e, " from=<")) {
+            s->kinds[K_PICKUP]++;
+            return 1;
+        }
+        return 0;
+    case 's':
+    case 'p':
+        /* `_BOUNCE.match`: `(sender|postmaster) (non-delivery|delivery status|delay)
+           notification: ` */
+        if (STARTS(p, e, "sender ") || STARTS(p, e, "postmaster ")) {
+            const char *q = p + (c == 's' ? 7 : 11);
+            if (STARTS(q, e, "non-delivery notification: ") ||
+                STARTS(q, e, "delivery status notification: ") ||
+                STARTS(q, e, "delay notification: ")) {
+                s->kinds[K_BOUNCE_NOTICE]++;
+                return 1;
+            }
+        }
+        return 0;
+    case 'h':
+        if (STARTS(p, e, "host ")) {
+            s->kinds[K_DELIVERY_PROBLEM]++;
+            return 1;
+        }
         return 0;
     case 'r':
         if (e - p == 7 && memcmp(p, "removed", 7) == 0) {
             s->kinds[K_REMOVED]++;
+            return 1;
+        }
+        if (STARTS(p, e, "reload -- ")) {
+            s->kinds[K_LIFECYCLE]++;
             return 1;
         }
         return 0;
@@ -825,18 +959,17 @@ static int month_of(const char *p) {
     return 0;
 }
 
-/* Parse the header of [p, e): fills the stamp key (without a fraction), micro seconds,
-   and the start of the program name. 0 when it is not a header this scanner knows. */
-static int header(const char *p, const char *e, char *key, size_t *keyn, int64_t *micro,
-                  int *month, const char **prog) {
+/* Parse the header of [p, e): the hour key (the stamp with minutes and seconds set to
+   00:00 and without a fraction), the seconds into that hour, micro seconds, and the start
+   of the program name. 0 when it is not a header this scanner knows. */
+static int header(const char *p, const char *e, char *key, size_t *keyn, int *secs,
+                  int64_t *micro, const char **prog) {
     const char *q;
     *micro = 0;
-    *month = 0;
     if (ISUPPER(p[0])) {
         /* `([A-Z][a-z]{2}) ([ \d]?\d) (\d\d):(\d\d):(\d\d)(?:\.\d+)? ` */
         if (e - p < 20 || !ISLOWER(p[1]) || !ISLOWER(p[2]) || p[3] != ' ') return 0;
-        *month = month_of(p);
-        if (!*month) return 0;
+        if (!month_of(p)) return 0;
         q = p + 4;
         if ((*q == ' ' || ISDIGIT(*q)) && ISDIGIT(q[1]) && q[2] == ' ')
             q += 3;
@@ -847,9 +980,13 @@ static int header(const char *p, const char *e, char *key, size_t *keyn, int64_t
         if (e - q < 9 || !ISDIGIT(q[0]) || !ISDIGIT(q[1]) || q[2] != ':' || !ISDIGIT(q[3]) ||
             !ISDIGIT(q[4]) || q[5] != ':' || !ISDIGIT(q[6]) || !ISDIGIT(q[7]))
             return 0;
-        q += 8;
+        *secs = ((q[3] - '0') * 10 + (q[4] - '0')) * 60 + (q[6] - '0') * 10 + (q[7] - '0');
+        q += 2;
         *keyn = (size_t)(q - p);
         memcpy(key, p, *keyn);
+        memcpy(key + *keyn, ":00:00", 6);
+        *keyn += 6;
+        q += 6;
         if (q < e && *q == '.' && q + 1 < e && ISDIGIT(q[1])) {
             q++;
             while (q < e && ISDIGIT(*q)) q++;
@@ -862,7 +999,9 @@ static int header(const char *p, const char *e, char *key, size_t *keyn, int64_t
             char s = SHAPE[i], c = p[i];
             if (s == 'd' ? !ISDIGIT(c) : s == 'T' ? (c != 'T' && c != ' ') : c != s) return 0;
         }
-        memcpy(key, p, 19);
+        *secs = ((p[14] - '0') * 10 + (p[15] - '0')) * 60 + (p[17] - '0') * 10 + (p[18] - '0');
+        memcpy(key, p, 13);
+        memcpy(key + 13, ":00:00", 6);
         size_t kn = 19;
         q = p + 19;
         if (q + 1 < e && (*q == '.' || *q == ',') && ISDIGIT(q[1])) {
@@ -929,8 +1068,8 @@ static int program(const char *p, const char *e, const char **pe, const char **m
 static int line(Scan *s, const char *p, const char *e) {
     char key[64];
     size_t keyn;
+    int secs;
     int64_t micro;
-    int month;
     const char *prog, *pe, *msg;
     if (e - p > MAX_SCAN_LINE) return 0;
     unsigned char bad = 0;
@@ -940,34 +1079,43 @@ static int line(Scan *s, const char *p, const char *e) {
     }
     if (bad || e - p < 20) return 0;
     if (!ISUPPER(p[0]) && !ISDIGIT(p[0])) return 0;
-    if (!header(p, e, key, &keyn, &micro, &month, &prog)) return 0;
+    if (!header(p, e, key, &keyn, &secs, &micro, &prog)) return 0;
     if (!program(prog, e, &pe, &msg)) return 0;
     int fresh;
-    Ent *st = tab_get(&s->t[T_STAMP], key, keyn, &fresh);
-    if (!st) return -1;
-    if (fresh) {
-        PyObject *k = PyBytes_FromStringAndSize(key, (Py_ssize_t)keyn);
-        PyObject *r = k ? PyObject_CallFunctionObjArgs(s->stamp_cb, k, NULL) : NULL;
-        Py_XDECREF(k);
-        if (!r) return -1;
-        double d;
-        long long hour;
-        int flag, mon;
-        if (!PyArg_ParseTuple(r, "dLii", &d, &hour, &flag, &mon)) {
+    Ent *hr;
+    if (s->last_hour && keyn == s->last_keyn && memcmp(key, s->last_key, keyn) == 0) {
+        hr = s->last_hour;
+    } else {
+        hr = tab_get(&s->t[T_STAMP], key, keyn, &fresh);
+        if (!hr) return -1;
+        if (fresh) {
+            PyObject *k = PyBytes_FromStringAndSize(key, (Py_ssize_t)keyn);
+            PyObject *r = k ? PyObject_CallFunctionObjArgs(s->stamp_cb, k, NULL) : NULL;
+            Py_XDECREF(k);
+            if (!r) return -1;
+            double d;
+            int mon, valid;
+            if (!PyArg_ParseTuple(r, "dii", &d, &mon, &valid)) {
+                Py_DECREF(r);
+                return -1;
+            }
             Py_DECREF(r);
-            return -1;
+            hr->d = d;
+            hr->v[0] = valid;
+            hr->v[1] = mon;
         }
-        Py_DECREF(r);
-        st->d = d;
-        st->aux = hour;
-        st->v[0] = flag;
-        st->v[1] = mon;
+        /* the pointer stays valid until the stamp table grows: only new keys grow it */
+        s->last_hour = hr;
+        memcpy(s->last_key, key, keyn);
+        s->last_keyn = keyn;
     }
-    if (st->v[0] >= 2) return 0; /* the stamp is not one the scanner may date */
-    if (st->v[1]) s->months |= 1u << st->v[1];
+    if (!hr->v[0]) return 0; /* a time the parser computes otherwise (0.0): leave it */
+    if (hr->v[1]) s->months |= 1u << hr->v[1];
+    double whole = hr->d + (double)secs;
+    double ts = micro ? whole + (double)micro / 1e6 : whole;
     /* Outside the window: the parser gives every headed line an event with this time,
        and the window drops it, whatever the message says. */
-    if (st->v[0] == 0) return 2;
+    if ((s->has_since && ts < s->since) || (s->has_until && ts >= s->until)) return 2;
     Ent *pg = tab_get(&s->t[T_PROGRAM], prog, (size_t)(pe - prog), &fresh);
     if (!pg) return -1;
     if (fresh) {
@@ -985,15 +1133,15 @@ static int line(Scan *s, const char *p, const char *e) {
         return 1;
     }
     When w;
-    w.ts = st->d + (micro ? (double)micro / 1e6 : 0.0);
-    w.hour = st->aux;
+    w.ts = ts;
+    w.hour = ts == 0.0 ? 0 : (int64_t)(floor(whole / 3600.0) * 3600.0);
     int r = message(s, msg, e, &w);
     if (r == 1) {
         s->lines++;
         s->postfix++;
-        if (w.ts > 0) {
-            if (!s->have_t || w.ts < s->tmin) s->tmin = w.ts;
-            if (!s->have_t || w.ts > s->tmax) s->tmax = w.ts;
+        if (ts > 0) {
+            if (!s->have_t || ts < s->tmin) s->tmin = ts;
+            if (!s->have_t || ts > s->tmax) s->tmax = ts;
             s->have_t = 1;
         }
     }
@@ -1025,9 +1173,22 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     Scan s;
     (void)self;
     memset(&s, 0, sizeof s);
-    if (!PyArg_ParseTuple(args, "y*OOOO", &buf, &s.stamp_cb, &s.program_cb, &s.reject_cb,
-                          &s.tail_cb))
+    PyObject *since, *until;
+    if (!PyArg_ParseTuple(args, "y*OOOOOO", &buf, &s.stamp_cb, &s.program_cb, &s.reject_cb,
+                          &s.tail_cb, &since, &until))
         return NULL;
+    if (since != Py_None) {
+        s.has_since = 1;
+        s.since = PyFloat_AsDouble(since);
+    }
+    if (until != Py_None) {
+        s.has_until = 1;
+        s.until = PyFloat_AsDouble(until);
+    }
+    if (PyErr_Occurred()) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
     PyObject *result = NULL;
     for (int i = 0; i < N_TABLES; i++)
         if (tab_init(&s.t[i], 64) < 0) {
@@ -1105,9 +1266,10 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         Ent *x = &t->e[i];
         if (!x->used || !x->v[0]) continue;
         const char *k = t->arena + x->off;
-        size_t an = strlen(k); /* the action ends at the NUL */
-        PyObject *v = Py_BuildValue("(y#y#L)", k, (Py_ssize_t)an, k + an + 1,
-                                    (Py_ssize_t)(x->len - an - 1), (long long)x->v[0]);
+        int mode = k[0];
+        size_t an = strlen(k + 1); /* the action ends at the NUL */
+        PyObject *v = Py_BuildValue("(y#y#iL)", k + 1, (Py_ssize_t)an, k + an + 2,
+                                    (Py_ssize_t)(x->len - an - 2), mode, (long long)x->v[0]);
         ok = v && PyList_Append(rejects, v) == 0;
         Py_XDECREF(v);
     }

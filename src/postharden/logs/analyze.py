@@ -8,6 +8,7 @@ and the report does not depend on how the log was split. Every table is bounded
 from __future__ import annotations
 
 import ipaddress
+import re
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -21,8 +22,16 @@ SAMPLES = 20  # unparsed lines, fatals and panics kept as examples
 REJECT_ACTIONS = frozenset({"reject", "milter-reject", "proxy-reject", "defer", "defer_if_permit"})
 
 
+_OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+# What ipaddress accepts as an IPv4 address (no leading zeros), ASCII digits only.
+_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}", re.ASCII)
+
+
 def network_of(ip: str) -> str:
     """The /24 (IPv4) or /64 (IPv6) network of an address: a user's 'place'."""
+    m = _IPV4.fullmatch(ip)
+    if m is not None:  # the common case, without building ipaddress objects
+        return f"{m.group(1)}.{m.group(2)}.{m.group(3)}.0/24"
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:

@@ -22,7 +22,15 @@ from typing import Any
 from postharden.logs.analyze import COUNTERS, REJECT_ACTIONS, Tally
 from postharden.logs.events import Kind
 from postharden.logs.fastscan import _SASL_TAIL, _UNSAFE_TEXT, CAP, _auth_failures, _MonthParser
-from postharden.logs.parser import classify_reason, header_time, is_postfix_program, parse_header
+from postharden.logs.parser import (
+    _DSN_ONLY,
+    _ENVELOPE,
+    _REPLY,
+    classify_reason,
+    header_time,
+    is_postfix_program,
+    parse_header,
+)
 from postharden.logs.reader import YearTracker
 
 try:
@@ -49,6 +57,13 @@ KINDS = (
     Kind.TLS_ESTABLISHED,
     Kind.PIPELINING,
     Kind.POSTSCREEN,
+    Kind.EXPIRED,
+    Kind.PICKUP,
+    Kind.BOUNCE_NOTICE,
+    Kind.DELIVERY_PROBLEM,
+    Kind.LIFECYCLE,
+    Kind.WARNING,
+    Kind.RATE_LIMIT,
 )
 # Tables the C scanner fills that map one to one onto Tally counters.
 _DIRECT = (
@@ -67,8 +82,8 @@ _DIRECT = (
     "auth_fail_disconnect",
     "connection_problems",
     "postscreen",
+    "warnings",
 )
-INSIDE, OUTSIDE, EXACT = 1, 0, 2
 
 
 def available() -> bool:
@@ -79,56 +94,62 @@ class Unsure(Exception):
     """The block holds something the scanner cannot prove equal: rescan it exactly."""
 
 
-def _stamp_info(
-    year: int, since: float | None, until: float | None
-) -> Callable[[bytes], tuple[float, int, int, int]]:
-    """-> callback: stamp (without a fraction) -> (seconds, hour, flag, month if yearless)."""
+def _hour_info(year: int) -> Callable[[bytes], tuple[float, int, int]]:
+    """-> callback: a stamp at minute 0, second 0 -> (seconds, month if yearless, usable).
 
-    def info(stamp: bytes) -> tuple[float, int, int, int]:
+    The scanner adds the minutes and seconds (and an RFC 3339 fraction) of each line:
+    `header_time` is linear in them, and its local-time offset depends on the hour only.
+    A stamp the parser dates 0.0 (a date `calendar.timegm` refuses) is left to it."""
+
+    def info(stamp: bytes) -> tuple[float, int, int]:
         h = parse_header(stamp.decode() + " h p: ")
         if h is None:  # pragma: no cover - the scanner only passes stamps of the parser
-            return 0.0, 0, EXACT, 0
+            return 0.0, 0, 0
         ts = header_time(h, h.year if h.year is not None else year)
-        hour = int(ts // 3600 * 3600) if ts else 0
-        flag = INSIDE
-        if since is not None or until is not None:
-            # An RFC 3339 stamp can carry a fraction the key leaves out: a boundary
-            # inside this second is decided per line by the parser.
-            if h.year is not None and any(
-                b is not None and ts < b <= ts + 1 for b in (since, until)
-            ):
-                flag = EXACT
-            elif (since is not None and ts < since) or (until is not None and ts >= until):
-                flag = OUTSIDE
-        return ts, hour, flag, h.month if h.year is None else 0
+        return ts, h.month if h.year is None else 0, 1 if ts else 0
 
     return info
 
 
-def _reject_flags(action_b: bytes, text_b: bytes) -> int:
+def _reject_flags(action_b: bytes, text_b: bytes, mode: int) -> int:
     """-1: the text could move the parser's split (the line goes to the parser);
-    0: not a reject action; 1: a reject; 3: a relay-access-denied reject."""
+    0: not a reject action; 1: a reject; 3: a relay-access-denied reject.
+    Mode 0: TEXT is the reply text after `NNN N.N.N [<addr>: ]`, up to the envelope;
+    mode 1: everything after the client (another reply shape)."""
     if action_b.decode() not in REJECT_ACTIONS:
         return 0
     text = text_b.decode()
-    if any(u in text for u in _UNSAFE_TEXT):
+    if any(u in text for u in _UNSAFE_TEXT if mode == 0 or u == " from "):
         return -1
-    reason = _reason(action_b, text_b)[0]
+    reason = _reason(action_b, text_b, mode)[0]
     return 3 if reason == "relay_denied" else 1
 
 
-_REASONS: dict[tuple[bytes, bytes], tuple[str, str | None]] = {}
+_REASONS: dict[tuple[bytes, bytes, int], tuple[str, str | None]] = {}
 
 
-def _reason(action_b: bytes, text_b: bytes) -> tuple[str, str | None]:
-    got = _REASONS.get((action_b, text_b))
+def _reply_text(rest: str) -> str:
+    """What parser._reject classifies of the text after the client."""
+    em = _ENVELOPE.search(rest)
+    if em is not None:
+        rest = rest[: em.start()]
+    rm = _REPLY.match(rest)
+    if rm is not None:
+        return rm.group(3)
+    dm = _DSN_ONLY.match(rest)
+    return dm.group(2) if dm is not None else rest
+
+
+def _reason(action_b: bytes, text_b: bytes, mode: int) -> tuple[str, str | None]:
+    got = _REASONS.get((action_b, text_b, mode))
     if got is None:
-        reason, detail = classify_reason(text_b.decode())
+        text = text_b.decode()
+        reason, detail = classify_reason(_reply_text(text) if mode else text)
         if action_b == b"milter-reject":
             reason = "greylisting" if reason == "greylisting" else "milter"
         if len(_REASONS) > 10_000:
             _REASONS.clear()
-        got = _REASONS[(action_b, text_b)] = (reason, detail)
+        got = _REASONS[(action_b, text_b, mode)] = (reason, detail)
     return got
 
 
@@ -169,7 +190,7 @@ def _tally(
 ) -> Tally:
     assert _scan is not None
     r: dict[str, Any] = _scan.scan(
-        block, _stamp_info(year, since, until), _is_postfix, _reject_flags, _disconnect_failures
+        block, _hour_info(year), _is_postfix, _reject_flags, _disconnect_failures, since, until
     )
     if r["unsure"]:
         raise Unsure
@@ -187,12 +208,12 @@ def _tally(
         tally.sender_messages[sender] += messages
         tally.sender_bytes[sender] += size
         tally.sender_rcpts[sender] += rcpts
-    for action_b, text_b, n in r["rejects"]:
+    for action_b, text_b, mode, n in r["rejects"]:
         action = action_b.decode()
         if action not in REJECT_ACTIONS:
             tally.other_actions[action] += n
             continue
-        reason, detail = _reason(action_b, text_b)
+        reason, detail = _reason(action_b, text_b, mode)
         tally.reject_reason[reason] += n
         if reason == "rbl" and detail:
             tally.reject_rbl[detail] += n
