@@ -1,13 +1,18 @@
-"""The fast path (one findall pass, per-line exact fallback) must give exactly the report
-of the exact path (every line through the parser), on the benchmark's generated log and
-on odd lines: truncated lines, other programs, multi-instance and non-`postfix` syslog
-names, junk, CRLF, non-ASCII, over-long lines, New Year inside a block, time windows."""
+"""The fast paths (the compiled scanner `_scan`, and the pure-Python findall pass; both
+with a per-line exact fallback) must give exactly the report of the exact path (every
+line through the parser), on the benchmark's generated log and on odd lines: truncated
+lines, other programs, multi-instance and non-`postfix` syslog names, junk, CRLF,
+non-ASCII, over-long lines, New Year inside a block, time windows, RFC 3339 stamps; and
+on a randomised mix of the real-log corpus with mutated lines (fixed seeds)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
 import os
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -15,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from postharden.logs import fastscan
-from postharden.logs.analyze import build_report
+from postharden.logs import cscan, fastscan, scan
+from postharden.logs.analyze import Tally, build_report
 from postharden.logs.scan import Window, analyze_paths, scan_block
 from postharden.logs.thresholds import Thresholds
 
@@ -32,6 +37,15 @@ def _bench() -> Any:
     return module
 
 
+@pytest.fixture(params=["c", "regex"], autouse=True)
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both fast paths."""
+    if request.param == "c" and not cscan.available():
+        pytest.skip("the C scanner postharden.logs._scan is not built (no compiler)")
+    monkeypatch.setattr(scan, "ENGINE", request.param)
+    return str(request.param)
+
+
 def _both(path: Path, **kw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     fast, _s = analyze_paths([str(path)], jobs=1, **kw)
     exact, _s = analyze_paths([str(path)], jobs=1, exact=True, **kw)
@@ -39,16 +53,33 @@ def _both(path: Path, **kw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return build_report(fast, th), build_report(exact, th)
 
 
-def test_generated_benchmark_log(tmp_path: Path) -> None:
+def _c_scan(block: bytes) -> dict[str, Any]:
+    return cscan._scan.scan(  # type: ignore[no-any-return,union-attr]
+        block,
+        cscan._hour_info(2025),
+        cscan._is_postfix,
+        cscan._reject_flags,
+        cscan._disconnect_failures,
+        None,
+        None,
+    )
+
+
+def test_generated_benchmark_log(tmp_path: Path, engine: str) -> None:
     log = tmp_path / "mail.log"
     _bench().generate(log, 3_000_000, seed=3)
     fast, exact = _both(log, block=256 * 1024)
     assert fast == exact
+    assert json.dumps(fast) == json.dumps(exact)  # byte-identical, key order included
     assert fast["rejects"]["total"] > 1000
     if _bench().CORPUS.is_dir():  # the corpus brings the truncated (unparsed) lines
         assert fast["lines"]["unparsed"] > 0
     # Most lines took the fast branches: the per-line fallback is the exception.
     data = log.read_bytes()
+    if engine == "c":
+        odd = _c_scan(data[: 1 << 20])["odd"]
+        assert len(odd) < 0.03 * data[: 1 << 20].count(b"\n")
+        return
     rows = fastscan.PATTERN.findall(b"\n" + data)
     raw = sum(1 for r in rows if not r[fastscan._G["ts"]])
     assert raw < 0.03 * len(rows)
@@ -186,3 +217,136 @@ def test_fast_path_takes_the_block_and_refuses_when_unsure() -> None:
     a = scan_block(unsure, 2025, 3, time.time(), Window(), False)
     b = scan_block(unsure, 2025, 3, time.time(), Window(), True)
     assert build_report(a, Thresholds()) == build_report(b, Thresholds())
+
+
+# --- randomised differential test over the real-log corpus ---------------------------------
+
+_JSONL = "whyscream-postfix-grok-patterns_ALL_test_data.jsonl"
+_PROGRAM = re.compile(r"test_([a-z_]+?)_\d+\.yaml")
+
+
+def _corpus_messages(base_lines: list[str]) -> list[tuple[str, str]]:
+    """(program, message) pairs: every corpus line, the recorded dialogue, the odd lines."""
+    out: list[tuple[str, str]] = []
+    for line in [*base_lines, *ODD]:
+        m = re.match(r"\{ts\} mx (\S+?)\[\d+\]: (.*)$", line, re.S)
+        if m:
+            out.append((m.group(1), m.group(2)))
+    corpus = _bench().CORPUS
+    if corpus.is_dir():
+        head = re.compile(
+            r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+) \S+ (\S+?)(?:\[\d+\])?: (.*)$"
+        )
+        for f in sorted(corpus.iterdir()):
+            text = f.read_text(errors="replace")
+            if f.name == _JSONL:
+                for row in text.splitlines():
+                    rec = json.loads(row)
+                    pm = _PROGRAM.match(rec.get("file", ""))
+                    service = pm.group(1).replace("_", "-") if pm else "smtpd"
+                    out.append((f"postfix/{service}", str(rec.get("data", ""))))
+                continue
+            for line in text.splitlines():
+                m = head.match(line)
+                if m:
+                    out.append((m.group(1), m.group(2)))
+    return out
+
+
+def _mutate(rng: random.Random, msg: str) -> str:
+    how = rng.randrange(8)
+    if not msg or how >= 4:
+        return msg
+    i = rng.randrange(len(msg))
+    if how == 0:  # truncated
+        return msg[:i]
+    if how == 1:  # one character changed, often to a structural one
+        return msg[:i] + rng.choice("<>[]:;, =/.-0aZ \t\x00\u00e9") + msg[i + 1 :]
+    if how == 2:  # a piece repeated
+        j = rng.randrange(i, len(msg) + 1)
+        return msg[:j] + msg[i:j] + msg[j:]
+    return (
+        msg[:i]
+        + rng.choice([" from ", "; ", ": ", "greylist", "proto=", "auth=0/1", "[", "]"])
+        + msg[i:]
+    )
+
+
+def _stamp(rng: random.Random, t: float) -> str:
+    """A header stamp in one of the formats the fast paths take (or leave to the parser)."""
+    lt = time.localtime(t)
+    frac = f"{t % 1:.6f}"[1:]
+    style = rng.randrange(7)
+    if style == 0:
+        return time.strftime("%b %e %H:%M:%S", lt)
+    if style == 1:
+        return time.strftime("%b %d %H:%M:%S", lt)
+    if style == 2:  # maillog_file / high-precision syslog
+        return time.strftime("%b %e %H:%M:%S", lt) + frac
+    if style == 3:  # rsyslog's RFC 3339 with the local offset
+        off = time.strftime("%z", lt)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", lt) + frac + off[:3] + ":" + off[3:]
+    if style == 4:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + frac[:4] + "Z"
+    if style == 5:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", lt) + time.strftime("%z", lt)
+    return time.strftime("%Y-%m-%d %H:%M:%S", lt)
+
+
+def _mixed_log(rng: random.Random, messages: list[tuple[str, str]], n: int, start: float) -> bytes:
+    lines = []
+    t = start
+    for _ in range(n):
+        prog, msg = rng.choice(messages)
+        msg = _mutate(rng, msg.replace("{", "(").replace("}", ")"))
+        if rng.random() < 0.05:
+            prog = rng.choice(["postfix-out/smtp", "postfix/submission/smtpd", "dovecot", "smtpd"])
+        t += rng.random() * 20
+        pid = f"[{rng.randrange(1, 99999)}]" if rng.random() < 0.9 else ""
+        lines.append(f"{_stamp(rng, t)} mx {prog}{pid}: {msg}\n")
+    return "".join(lines).encode("utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_randomised_corpus_mix(tmp_path: Path, base_lines: list[str], seed: int) -> None:
+    rng = random.Random(seed)
+    messages = _corpus_messages(base_lines)
+    start = time.mktime((2025, 3, 1, 0, 0, 0, 0, 0, -1))
+    log = tmp_path / "mix.log"
+    log.write_bytes(_mixed_log(rng, messages, 6000, start))
+    os.utime(log, (start + 40 * 86400, start + 40 * 86400))
+    for block, window in (
+        (32 * 1024, Window()),
+        (7 * 1024, Window(start + 3 * 3600 + 0.5, start + 20 * 3600 + 0.25)),
+    ):
+        fast, exact = _both(log, block=block, window=window)
+        assert json.dumps(fast) == json.dumps(exact)
+    assert fast["lines"]["total"] > 1000 and fast["rejects"]["total"] > 0
+
+
+def _fields(t: Tally) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(t):
+        v = getattr(t, f.name)
+        if f.name == "hourly":
+            v = {h: dict(c) for h, c in v.items() if c}
+        elif isinstance(v, dict):
+            v = {k: n for k, n in v.items() if n}
+        out[f.name] = v
+    return out
+
+
+def test_every_corpus_line_alone(base_lines: list[str], engine: str) -> None:
+    """Line by line (so that no difference hides in a sum): each corpus message, plain and
+    mutated, in every header format, gives the exact path's Tally."""
+    rng = random.Random(21)
+    messages = _corpus_messages(base_lines)
+    t = time.mktime((2025, 3, 1, 0, 0, 0, 0, 0, -1))
+    ref = t + 40 * 86400
+    for prog, msg in messages:
+        for variant in (msg, _mutate(rng, msg), _mutate(rng, msg)):
+            t += 61.7
+            raw = f"{_stamp(rng, t)} mx {prog}[7]: {variant}\n".encode("utf-8", "surrogateescape")
+            fast = scan_block(raw, 2025, 3, ref, Window(), False)
+            exact = scan_block(raw, 2025, 3, ref, Window(), True)
+            assert _fields(fast) == _fields(exact), raw
