@@ -1,5 +1,5 @@
 """Every output format renders every finding; JSON validates against the checked-in
-schema, SARIF against a SARIF 2.1.0 schema subset."""
+schema, SARIF against the official SARIF 2.1.0 schema and our stricter subset."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "src/postharden/schemas/audit.schema.json").read_text())
 SARIF_SCHEMA = json.loads(
     (Path(__file__).parent / "data/sarif-2.1.0-subset.schema.json").read_text()
+)
+SARIF_OFFICIAL = json.loads(
+    (Path(__file__).parent / "data/sarif-2.1.0-rtm.5.schema.json").read_text()
 )
 
 
@@ -56,6 +59,7 @@ def test_sarif_validates_and_locates(reports: list[object]) -> None:
         assert isinstance(report, AuditReport)
         sarif = json.loads(render(report, "sarif"))
         jsonschema.Draft7Validator(SARIF_SCHEMA).validate(sarif)
+        jsonschema.Draft4Validator(SARIF_OFFICIAL).validate(sarif)
         run = sarif["runs"][0]
         results = run["results"]
         assert len(results) == len(report.findings)
