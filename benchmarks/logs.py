@@ -177,6 +177,9 @@ def main() -> int:
             print(f"generated in {time.perf_counter() - t0:.0f}s: {log}")
         size_mb = log.stat().st_size / 1e6
         print(f"log: {log} ({size_mb:.0f} MB)")
+        from postharden.logs import scan
+
+        print(f"postharden fast path: {scan.ENGINE} (POSTHARDEN_LOGS_ENGINE=c|regex)")
         subprocess.run(["cat", str(log)], stdout=subprocess.DEVNULL, check=True)  # warm the cache
         postharden = [sys.executable, "-m", "postharden", "logs", "--format", "json", str(log)]
         rows = []
