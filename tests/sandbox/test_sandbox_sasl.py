@@ -3,11 +3,13 @@ Dovecot's socket, and SASL clients are asked through XCLIENT LOGIN."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from postharden.sandbox import MINIMAL_MASTER_CF, Sandbox
+from postharden.sandbox import MINIMAL_MASTER_CF, Case, Sandbox
 
 pytestmark = [pytest.mark.postfix, pytest.mark.root]
 
@@ -43,3 +45,37 @@ def test_dovecot_sasl_service_runs_and_sasl_users_relay(
         service="smtp", client_addr="203.0.113.9", recipient="someone@example.org"
     )
     assert (plain.command, plain.code) == ("rcpt", 554), plain.text
+
+
+def test_wrappermode_service_is_asked_over_its_implicit_tls(
+    sandbox_factory: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+            "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem"),
+            "-days", "30", "-subj", "/CN=mx.example.com",
+        ],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    main = MAIN + (
+        "smtpd_tls_cert_file = $config_directory/cert.pem\n"
+        "smtpd_tls_key_file = $config_directory/key.pem\n"
+    )
+    smtps = (
+        "smtps inet n - n - - smtpd\n  -o smtpd_tls_wrappermode=yes\n"
+        "  -o smtpd_sasl_auth_enable=yes\n  -o smtpd_tls_auth_only=yes\n"
+    )
+    sandbox = sandbox_factory(
+        main,
+        MINIMAL_MASTER_CF + smtps,
+        files={
+            "cert.pem": (tmp_path / "cert.pem").read_text(),
+            "key.pem": (tmp_path / "key.pem").read_text(),
+        },
+    )
+    user = sandbox.run(
+        [Case("smtps", "203.0.113.9", "client.example.net", "client.example.net", "alice",
+              "alice@example.org", "someone@example.org", tls=True)]
+    )[0]  # fmt: skip
+    assert (user.command, user.code) == ("rcpt", 250), user.text

@@ -1006,7 +1006,7 @@ class Sandbox:
                     f"service {case.service}: XCLIENT is not offered to the sandbox "
                     f"({reply.code} {reply.text})"
                 )
-            if case.tls:
+            if case.tls and not service.implicit_tls:  # wrappermode: TLS from the start
                 if not client.supports("STARTTLS"):
                     client.close()
                     return None, Outcome("connect", None, "STARTTLS is not offered")
