@@ -12,8 +12,11 @@ import pytest
 from postharden.logs.events import Kind
 from postharden.logs.parser import classify_reason, parse_line, parse_message
 
-DATA = Path("/work/shared/data/postfix-logs")
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared log corpus not present")
+# CI and every session have the shared folder beside the repository (../shared).
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "postfix-logs"
+needs_data = pytest.mark.skipif(
+    not DATA.is_dir(), reason=f"the shared log corpus is not present at {DATA}"
+)
 
 
 @pytest.mark.parametrize(
