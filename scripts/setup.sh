@@ -40,7 +40,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test,tls,fast-logs]'
+.venv/bin/python -m pip install -q -e '.[test,tls]'
 # An editable install has no byte code, and PYTHONDONTWRITEBYTECODE (set on some machines)
 # would keep it that way: compile once so every command starts fast.
 .venv/bin/python -m compileall -q src >/dev/null
