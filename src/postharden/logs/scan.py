@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from postharden.logs import cscan
 from postharden.logs.analyze import Tally
@@ -46,7 +46,14 @@ BLOCK_REGEX = 4 * 1024 * 1024
 BLOCK_C = 16 * 1024 * 1024
 ENGINE = os.environ.get("POSTHARDEN_LOGS_ENGINE") or ("c" if cscan.available() else "regex")
 BLOCK = BLOCK_C if ENGINE == "c" else BLOCK_REGEX
+_T = TypeVar("_T")
 SMALL = 32 * 1024 * 1024  # below this, no worker processes
+# A plain file is cut into at most RANGES ranges of whole consecutive blocks. A worker
+# merges the blocks of its range (in order, pruning as the main process would), so the
+# main process merges a few range tallies, not one per block. The cut depends only on
+# the file's size and the block size (never on the number of cores): the report, and
+# where the tables are pruned, is the same on every machine, fast or --exact.
+RANGES = 8
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,31 @@ def _run_task(task: Task) -> tuple[Tally, bool]:
             cut = data.rfind(b"\n")
             data = data[: cut + 1] if cut >= 0 else b""
     return scan_block(data, task.year, task.month, task.reference, task.window, task.exact), shrank
+
+
+def _run_range(tasks: tuple[Task, ...]) -> tuple[Tally, bool]:
+    """The blocks of one range, merged in order exactly as the main process merges."""
+    tally = Tally()
+    shrank = False
+    for task in tasks:
+        part, short = _run_task(task)
+        tally.merge(part)
+        shrank = shrank or short
+    return tally, shrank
+
+
+def _ranges(tasks: Iterator[Task], size: int, block: int) -> Iterator[tuple[Task, ...]]:
+    """Consecutive blocks grouped by ceil(blocks / RANGES), a function of the size only."""
+    blocks = max(1, -(-size // block))
+    per = max(1, -(-blocks // RANGES))
+    group: list[Task] = []
+    for task in tasks:
+        group.append(task)
+        if len(group) == per:
+            yield tuple(group)
+            group = []
+    if group:
+        yield tuple(group)
 
 
 def _first_header_month(raw: bytes, parser: LineParser) -> tuple[int | None, int | None]:
@@ -260,26 +292,36 @@ def analyze_paths(
     year_state: YearTracker | None = None
     try:
         run: Callable[[Iterator[Task]], Iterator[tuple[Tally, bool]]]
+        run_ranges: Callable[[Iterator[tuple[Task, ...]]], Iterator[tuple[Tally, bool]]]
         if pool is not None:
 
             def run(tasks: Iterator[Task]) -> Iterator[tuple[Tally, bool]]:
-                return _bounded_imap(pool, tasks, jobs * 2)
+                return _bounded_imap(pool, _run_task, tasks, jobs * 2)
+
+            def run_ranges(ranges: Iterator[tuple[Task, ...]]) -> Iterator[tuple[Tally, bool]]:
+                return _bounded_imap(pool, _run_range, ranges, jobs * 2)
         else:
 
             def run(tasks: Iterator[Task]) -> Iterator[tuple[Tally, bool]]:
                 return map(_run_task, tasks)
+
+            def run_ranges(ranges: Iterator[tuple[Task, ...]]) -> Iterator[tuple[Tally, bool]]:
+                return map(_run_range, ranges)
 
         for source in ordered:
             tracker = year_state if year is not None else None
             parser = LineParser(tracker, source.mtime)
             if year is not None and tracker is None:
                 parser.tracker = _forced(year, source, parser)
+            results: Iterator[tuple[Tally, bool]]
             if source.compression is None:
+                assert source.size is not None
                 tasks = _tasks_for_plain(source, parser, window, exact, block)
+                results = run_ranges(_ranges(tasks, source.size, block))
             else:
                 stream = open_binary(source.path)  # type: ignore[arg-type]
-                tasks = _tasks_for_stream(source, stream, parser, window, exact, block)
-            for part, shrank in run(tasks):
+                results = run(_tasks_for_stream(source, stream, parser, window, exact, block))
+            for part, shrank in results:
                 tally.merge(part)
                 if shrank:
                     source.error = "file shrank while being read"
@@ -321,17 +363,19 @@ def _forced(year: int, source: Source, parser: LineParser) -> YearTracker | None
     return None
 
 
-def _bounded_imap(pool: Any, tasks: Iterator[Task], limit: int) -> Iterator[tuple[Tally, bool]]:
+def _bounded_imap(
+    pool: Any, func: Callable[[_T], tuple[Tally, bool]], tasks: Iterator[_T], limit: int
+) -> Iterator[tuple[Tally, bool]]:
     """Pool.imap reads its input eagerly in a thread: bound the blocks in flight so a
     large compressed stream is never held in memory whole."""
     slots = threading.Semaphore(limit)
 
-    def gated() -> Iterator[Task]:
+    def gated() -> Iterator[_T]:
         for task in tasks:
             slots.acquire()
             yield task
 
-    for result in pool.imap(_run_task, gated()):
+    for result in pool.imap(func, gated()):
         slots.release()
         yield result
 
