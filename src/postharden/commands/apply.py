@@ -25,6 +25,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask before writing")
     parser.add_argument("--no-reload", action="store_true", help="do not reload Postfix")
     parser.add_argument(
+        "--verify-sandbox",
+        action="store_true",
+        help="after writing, run the real Postfix on a copy of the new files (postharden verify)",
+    )
+    parser.add_argument(
+        "--probe",
+        metavar="HOST[:PORT]",
+        help="after the reload, probe the running server from here (postharden probe)",
+    )
+    parser.add_argument(
         "--force",
         action="store_true",
         help="apply even when the safety proof says a legitimate flow would stop",
@@ -34,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from postharden.errors import EXIT_OK, UsageError
-    from postharden.harden import apply_plan, check_safety
+    from postharden.errors import EXIT_FINDINGS, EXIT_OK, UsageError
+    from postharden.harden import apply_plan, check_safety, verify_with_probe, verify_with_sandbox
     from postharden.report.harden import render_apply, render_plan
 
     plan = build_plan(args)
@@ -52,5 +62,9 @@ def run(args: argparse.Namespace) -> int:
                 sys.stderr.write("nothing changed\n")
                 return EXIT_OK
     result = apply_plan(plan, force=args.force, reload=not args.no_reload)
+    if args.verify_sandbox:
+        verify_with_sandbox(result)
+    if args.probe:
+        verify_with_probe(result, args.probe)
     emit(render_apply(result, args.format))
-    return EXIT_OK
+    return EXIT_FINDINGS if result.problems else EXIT_OK

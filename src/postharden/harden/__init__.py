@@ -56,9 +56,66 @@ class ApplyResult:
     plan: Plan
     write: WriteResult
     verified: list[str] = field(default_factory=list)
+    # Verification against the real Postfix that found a problem (open relay, a service
+    # that does not run, an answer the engine did not predict); empty when all is well.
+    problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
-        return {**self.write.as_dict(), "verified": list(self.verified)}
+        return {
+            **self.write.as_dict(),
+            "verified": list(self.verified),
+            "problems": list(self.problems),
+        }
+
+
+def verify_with_sandbox(result: ApplyResult) -> None:
+    """Ask a sandbox of the real Postfix, on a copy of the new files, what it answers."""
+    from postharden.sandbox import SandboxError, postfix_available
+    from postharden.sandbox.verify import verify
+
+    reason = postfix_available()
+    if reason:
+        result.problems.append(f"sandbox: not run: {reason}")
+        return
+    try:
+        report = verify(result.plan.config_dir)
+    except SandboxError as error:
+        result.problems.append(f"sandbox: {error}")
+        return
+    for service in report.services:
+        if not service.available:
+            result.problems.append(f"sandbox: {service.name}: smtpd does not run: {service.reason}")
+            continue
+        line = (
+            f"sandbox: {service.name}: the real Postfix "
+            + ("relays for outside clients" if service.open_relay else "refuses outside relaying")
+            + f"; {service.disagreements} answer(s) unlike the prediction"
+        )
+        if service.open_relay or service.disagreements:
+            result.problems.append(line)
+        else:
+            result.verified.append(line)
+
+
+def verify_with_probe(result: ApplyResult, target: str) -> None:
+    """Live probe of the running server (after the reload) from where postharden runs."""
+    from postharden.probe import ProbeOptions, probe
+
+    try:
+        report = probe(target, ProbeOptions(timeout=5.0, session_deadline=30.0))
+    except Exception as error:  # a probe that cannot run is a finding, not a crash
+        result.problems.append(f"probe {target}: {type(error).__name__}: {error}")
+        return
+    for service in report.services:
+        where = f"probe {target}:{service.port}"
+        if service.open_relay:
+            result.problems.append(f"{where}: relays mail for an outside client")
+        elif service.open_relay is None:
+            result.problems.append(f"{where}: relay test inconclusive")
+        else:
+            result.verified.append(f"{where}: relay attempts from here are refused")
+        if service.vrfy_enabled:
+            result.problems.append(f"{where}: VRFY answers")
 
 
 def check_safety(plan: Plan, *, force: bool) -> None:

@@ -231,6 +231,7 @@ def render_apply(result: ApplyResult, fmt: str) -> str:
             lines.append("  postfix reload: ok")
     lines.extend(f"  note: {note}" for note in write.notes)
     lines.extend(f"  verified: {line}" for line in result.verified)
+    lines.extend(f"  PROBLEM: {line}" for line in result.problems)
     return "\n".join(lines) + "\n"
 
 
