@@ -350,3 +350,96 @@ def test_every_corpus_line_alone(base_lines: list[str], engine: str) -> None:
             fast = scan_block(raw, 2025, 3, ref, Window(), False)
             exact = scan_block(raw, 2025, 3, ref, Window(), True)
             assert _fields(fast) == _fields(exact), raw
+
+
+def test_recipient_count_of_ten_digits(tmp_path: Path) -> None:
+    """`nrcpt=` of 10+ digits: not cut to its first 9 by the fast path (regex and C)."""
+    start = time.mktime((2025, 3, 1, 10, 0, 0, 0, 0, -1))
+    stamps = _stamps(start, 6, 1.0)
+    counts = ["1", "123456789", "1234567890", "98765432101234", "7", "12345678901234567890"]
+    log = tmp_path / "nrcpt.log"
+    log.write_text(
+        "".join(
+            f"{ts} mx postfix/qmgr[2]: ABCDEF012{i}: from=<big@example.test>, size=10, "
+            f"nrcpt={n} (queue active)\n"
+            for i, (ts, n) in enumerate(zip(stamps, counts, strict=True))
+        )
+    )
+    fast, _s = analyze_paths([str(log)], jobs=1)
+    exact, _s = analyze_paths([str(log)], jobs=1, exact=True)
+    assert fast == exact
+    assert exact.sender_rcpts["big@example.test"] == sum(int(n) for n in counts)
+    f_report, e_report = _both(log)
+    assert json.dumps(f_report) == json.dumps(e_report)
+
+
+def test_prune_and_add_counts_match_the_reference() -> None:
+    """The merge's helpers: Counter.update, and a prune to the CAP // 2 largest counts
+    (ties by key) in the order of `sorted(items, key=(-count, key))`."""
+    from collections import Counter
+
+    from postharden.logs import analyze
+
+    rng = random.Random(11)
+    for _ in range(20):
+        mine = Counter(
+            {f"k{rng.randrange(3 * analyze.CAP)}": rng.randrange(5) for _ in range(60_000)}
+        )
+        theirs = Counter(
+            {f"k{rng.randrange(3 * analyze.CAP)}": rng.randrange(-1, 4) for _ in range(500)}
+        )
+        theirs["big"] = 2**80
+        ref = Counter(mine)
+        ref.update(theirs)
+        analyze.add_counts(mine, theirs)
+        assert list(mine.items()) == list(ref.items())  # values and key order
+        keep = sorted(ref.items(), key=lambda kv: (-kv[1], kv[0]))[: analyze.CAP // 2]
+        analyze.prune(mine)
+        assert list(mine.items()) == keep
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_pruned_tables_across_blocks_and_ranges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    """Tables over the cap are pruned where --exact prunes them (inside a block, when a
+    block is merged into its range, when a range is merged): fast == exact, and the same
+    report with one process or a pool (the ranges depend on the file size only)."""
+    from postharden.logs import analyze
+
+    for module in (analyze, fastscan, cscan):
+        monkeypatch.setattr(module, "CAP", 300)
+    monkeypatch.setattr(scan, "SMALL", 0)
+    rng = random.Random(4)
+    start = time.mktime((2025, 3, 1, 10, 0, 0, 0, 0, -1))
+    lines = []
+    for i, ts in enumerate(_stamps(start, 6000, 0.7)):
+        ip = f"10.{rng.randrange(4)}.{rng.randrange(40)}.{rng.randrange(1, 20)}"
+        user = f"user{rng.randrange(400)}"
+        if i % 3 == 0:
+            lines.append(
+                f"{ts} mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from x[{ip}]: 554 5.7.1 "
+                f"<v@o.test>: Relay access denied; from=<a@b.test> to=<v@o.test> proto=ESMTP "
+                "helo=<h>"
+            )
+        elif i % 3 == 1:
+            lines.append(
+                f"{ts} mx postfix/smtpd[1]: ABCDEF{i:04X}: client=c[{ip}], sasl_method=PLAIN, "
+                f"sasl_username={user}"
+            )
+        else:
+            lines.append(
+                f"{ts} mx postfix/smtpd[1]: warning: b[{ip}]: SASL PLAIN authentication failed: "
+                f"(reason unavailable), sasl_username={user}"
+            )
+    log = tmp_path / "many.log"
+    log.write_text("\n".join(lines) + "\n")
+    reports = []
+    for exact in (False, True):
+        for block in (16 * 1024, 64 * 1024):
+            tally, _s = analyze_paths([str(log)], jobs=jobs, exact=exact, block=block)
+            assert len(tally.login_user_client) <= 300
+            reports.append((block, json.dumps(build_report(tally, Thresholds()))))
+    assert reports[0] == reports[2] and reports[1] == reports[3]
+    one, _s = analyze_paths([str(log)], jobs=1, block=16 * 1024)
+    assert json.dumps(build_report(one, Thresholds())) == reports[0][1]

@@ -11,11 +11,20 @@ import ipaddress
 import re
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from postharden.logs.events import Event, Kind
 from postharden.logs.thresholds import Thresholds
+
+try:  # the compiled scanner's Counter.update, when it is built
+    from postharden.logs import _scan  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - a machine without a compiler at install time
+    _scan = None
+_add_counts: Callable[[Counter[str], Counter[str]], None] | None = getattr(
+    _scan, "add_counts", None
+)
 
 CAP = 50_000  # keys per table before the rarest half is dropped
 SAMPLES = 20  # unparsed lines, fatals and panics kept as examples
@@ -199,19 +208,35 @@ class Tally:
                 for key, value in theirs.items():
                     mine[key] = max(mine[key], value)
                 continue
-            mine.update(theirs)
+            add_counts(mine, theirs)
             if len(mine) > CAP:
-                # Pruned once per merge, ties broken by key: the result depends only on
-                # the counts of each part, not on the order keys were first seen in it.
-                keep = sorted(mine.items(), key=lambda kv: (-kv[1], kv[0]))[: CAP // 2]
-                mine.clear()
-                mine.update(dict(keep))
+                prune(mine)
         room = SAMPLES - len(self.unparsed_samples)
         self.unparsed_samples.extend(other.unparsed_samples[: max(room, 0)])
         room = SAMPLES - len(self.fatal_samples)
         self.fatal_samples.extend(other.fatal_samples[: max(room, 0)])
         for hour, counts in other.hourly.items():
             self.hourly[hour].update(counts)
+
+
+def add_counts(mine: Counter[str], theirs: Counter[str]) -> None:
+    """mine.update(theirs), in C when the scanner is built (same values, same key order)."""
+    if _add_counts is not None and theirs is not mine:
+        _add_counts(mine, theirs)
+    else:
+        mine.update(theirs)
+
+
+def prune(counter: Counter[str]) -> None:
+    """Keep the CAP // 2 largest counts, ties broken by key: the result depends only on
+    the counts, not on the order keys were first seen. The order of
+    `sorted(items, key=(-count, key))`, as two sorts (by key, then stably by count
+    descending) that compare strings and ints without building tuples."""
+    keys = sorted(counter)
+    keys.sort(key=counter.__getitem__, reverse=True)
+    keep = {k: counter[k] for k in keys[: CAP // 2]}
+    counter.clear()
+    counter.update(keep)
 
 
 COUNTERS = [

@@ -94,7 +94,7 @@ _BRANCHES = [
     + _TAIL
     + rb"|from=<(?P<qs>"
     + _ADDR
-    + rb"{0,1000})>, size=(?P<qz>\d{1,15}), nrcpt=(?P<qn>\d{1,9})"
+    + rb"{0,1000})>, size=(?P<qz>\d{1,15}), nrcpt=(?P<qn>\d{1,9})(?!\d)"
     + _TAIL
     + rb"|to=<(?P<dr>"
     + _ADDR
