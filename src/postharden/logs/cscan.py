@@ -116,13 +116,24 @@ def _reject_flags(action_b: bytes, text_b: bytes, mode: int) -> int:
     0: not a reject action; 1: a reject; 3: a relay-access-denied reject.
     Mode 0: TEXT is the reply text after `NNN N.N.N [<addr>: ]`, up to the envelope;
     mode 1: everything after the client (another reply shape)."""
-    if action_b.decode() not in REJECT_ACTIONS:
-        return 0
-    text = text_b.decode()
-    if any(u in text for u in _UNSAFE_TEXT if mode == 0 or u == " from "):
-        return -1
-    reason = _reason(action_b, text_b, mode)[0]
-    return 3 if reason == "relay_denied" else 1
+    key = (action_b, text_b, mode)
+    flags = _FLAGS.get(key)
+    if flags is None:
+        flags = 0
+        if action_b.decode() in REJECT_ACTIONS:
+            text = text_b.decode()
+            if any(u in text for u in _UNSAFE_TEXT if mode == 0 or u == " from "):
+                flags = -1
+            else:
+                flags = 3 if _reason(action_b, text_b, mode)[0] == "relay_denied" else 1
+        if len(_FLAGS) > _CACHE:
+            _FLAGS.clear()
+        _FLAGS[key] = flags
+    return flags
+
+
+_CACHE = 50_000  # distinct reject texts remembered across the blocks of a worker
+_FLAGS: dict[tuple[bytes, bytes, int], int] = {}
 
 
 _REASONS: dict[tuple[bytes, bytes, int], tuple[str, str | None]] = {}
@@ -147,7 +158,7 @@ def _reason(action_b: bytes, text_b: bytes, mode: int) -> tuple[str, str | None]
         reason, detail = classify_reason(_reply_text(text) if mode else text)
         if action_b == b"milter-reject":
             reason = "greylisting" if reason == "greylisting" else "milter"
-        if len(_REASONS) > 10_000:
+        if len(_REASONS) > _CACHE:
             _REASONS.clear()
         got = _REASONS[(action_b, text_b, mode)] = (reason, detail)
     return got
