@@ -7,6 +7,7 @@ and the report does not depend on how the log was split. Every table is bounded
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import re
 import statistics
@@ -267,10 +268,12 @@ def _warning_key(detail: str) -> str:
 
 
 def _top(counter: Counter[str], label: str, n: int) -> list[dict[str, Any]]:
-    return [
-        {label: k, "count": v}
-        for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-    ]
+    return [{label: k, "count": v} for k, v in _largest(counter, n)]
+
+
+def _largest(counter: Counter[str], n: int) -> list[tuple[str, int]]:
+    """sorted(counter.items(), key=(-count, key))[:n], without sorting the whole table."""
+    return heapq.nsmallest(n, counter.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def _iso(ts: float | None) -> str | None:
@@ -304,7 +307,8 @@ def build_report(
             busiest[user] = (count, int(hour))
 
     alerts: list[dict[str, Any]] = []
-    for client, count in sorted(t.sasl_fail_client.items(), key=lambda kv: (-kv[1], kv[0])):
+    over = [kv for kv in t.sasl_fail_client.items() if kv[1] >= th.brute_force]
+    for client, count in sorted(over, key=lambda kv: (-kv[1], kv[0])):
         if count >= th.brute_force:
             alerts.append(
                 {
@@ -315,7 +319,8 @@ def build_report(
                     "detail": f"{count} SASL authentication failures from {client}",
                 }
             )
-    for client, count in sorted(t.relay_client.items(), key=lambda kv: (-kv[1], kv[0])):
+    over = [kv for kv in t.relay_client.items() if kv[1] >= th.relay_denied]
+    for client, count in sorted(over, key=lambda kv: (-kv[1], kv[0])):
         if count >= th.relay_denied:
             alerts.append(
                 {
@@ -477,7 +482,7 @@ def build_report(
                     "bytes": t.sender_bytes[s],
                     "recipients": t.sender_rcpts[s],
                 }
-                for s, c in sorted(t.sender_messages.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+                for s, c in _largest(t.sender_messages, n)
             ]
         },
         "sasl_logins": {"total": sum(t.login_user.values()), "by_user": by_user[: max(n, 50)]},
