@@ -260,6 +260,17 @@ def test_full_disk_at_every_step_leaves_old_or_new_bytes(top: Path) -> None:
     assert outcomes == {"applied", "refused"}, outcomes
 
 
+def _wait_for_group_gone(pgid: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"processes of the killed apply (group {pgid}) are still running")
+
+
 def _kill_runs(top: Path, runs: int, seed: int) -> None:
     config = write_config(top, WEAK_MAIN, None)
     original = snapshot(config)
@@ -275,14 +286,22 @@ def _kill_runs(top: Path, runs: int, seed: int) -> None:
     seen = {"old": 0, "new": 0}
     for _ in range(runs):
         for name, data in original.items():
-            (config / name).write_bytes(data)
+            # Atomically: `postfix check` (run by apply) runs Postfix's post-install, which
+            # may rewrite main.cf with `postconf -e`; an in-place write here could be read
+            # half-done by such a Postfix process.
+            temporary = config / f".{name}.test-tmp"
+            temporary.write_bytes(data)
+            temporary.rename(config / name)
         process = subprocess.Popen(
             [sys.executable, "-m", "postharden", "apply", "--config-dir", str(config), "--yes", "--no-reload"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         time.sleep(rng.uniform(0.0, length))
-        process.send_signal(signal.SIGKILL)
+        # kill -9 of the apply job: apply and whatever it started (postfix check), as a shell
+        # kills a job; an orphaned check would otherwise go on changing main.cf.
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+        _wait_for_group_gone(process.pid)
         now = snapshot(config)
         for name in ("main.cf", "master.cf"):
             assert now[name] in (original[name], new[name]), name

@@ -138,15 +138,22 @@ def atomic_write(path: Path, data: bytes, like: os.stat_result | None) -> None:
 
 
 def restore_from(path: Path, source: Path) -> None:
-    """Put source's bytes at path atomically; by hard link first (needs no free blocks)."""
+    """Put source's bytes at path atomically, as a copy of its own.
+
+    A hard link would need no free blocks, but main.cf and the backup would then be one
+    file: the next in-place edit of main.cf (an editor, `cat >`) would silently change the
+    backup too. The link is only the last resort when the disk is too full for a copy.
+    """
+    try:
+        atomic_write(path, source.read_bytes(), source.stat())
+        return
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
     temporary = path.with_name(f".{path.name}.postharden-restore-{os.getpid()}")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temporary)
-    try:
-        os.link(source, temporary)
-    except OSError:
-        atomic_write(path, source.read_bytes(), source.stat())
-        return
+    os.link(source, temporary)
     try:
         os.rename(temporary, path)
     except BaseException:
