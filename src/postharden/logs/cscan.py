@@ -132,7 +132,7 @@ def _reject_flags(action_b: bytes, text_b: bytes, mode: int) -> int:
     return flags
 
 
-_CACHE = 50_000  # distinct reject texts remembered across the blocks of a worker
+_CACHE = 10_000  # distinct reject texts remembered across the blocks of a worker
 _FLAGS: dict[tuple[bytes, bytes, int], int] = {}
 
 
