@@ -203,21 +203,24 @@ class Tally:
         self.add_time(other.start)
         self.add_time(other.end)
         for name in COUNTERS:
-            mine: Counter[str] = getattr(self, name)
-            theirs: Counter[str] = getattr(other, name)
-            if name == "anvil_max":
-                for key, value in theirs.items():
-                    mine[key] = max(mine[key], value)
-                continue
-            add_counts(mine, theirs)
-            if len(mine) > CAP:
-                prune(mine)
+            self.merge_counter(name, getattr(other, name))
         room = SAMPLES - len(self.unparsed_samples)
         self.unparsed_samples.extend(other.unparsed_samples[: max(room, 0)])
         room = SAMPLES - len(self.fatal_samples)
         self.fatal_samples.extend(other.fatal_samples[: max(room, 0)])
         for hour, counts in other.hourly.items():
             self.hourly[hour].update(counts)
+
+    def merge_counter(self, name: str, theirs: Counter[str]) -> None:
+        """The merge of one table (tables are independent of each other)."""
+        mine: Counter[str] = getattr(self, name)
+        if name == "anvil_max":
+            for key, value in theirs.items():
+                mine[key] = max(mine[key], value)
+            return
+        add_counts(mine, theirs)
+        if len(mine) > CAP:
+            prune(mine)
 
 
 def add_counts(mine: Counter[str], theirs: Counter[str]) -> None:

@@ -18,13 +18,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+from array import array
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from postharden.logs import cscan
-from postharden.logs.analyze import Tally
+from postharden.logs.analyze import COUNTERS, Tally
 from postharden.logs.errors import LogError
 from postharden.logs.events import Kind
 from postharden.logs.fastscan import scan_fast
@@ -154,7 +156,7 @@ def _run_task(task: Task) -> tuple[Tally, bool]:
     return scan_block(data, task.year, task.month, task.reference, task.window, task.exact), shrank
 
 
-def _run_range(tasks: tuple[Task, ...]) -> tuple[Tally, bool]:
+def _run_range(tasks: tuple[Task, ...]) -> tuple[tuple[Tally, Packed], bool]:
     """The blocks of one range, merged in order exactly as the main process merges."""
     tally = Tally()
     shrank = False
@@ -163,7 +165,42 @@ def _run_range(tasks: tuple[Task, ...]) -> tuple[Tally, bool]:
         tally.merge(part)
         del part  # not alive while the next block is scanned (peak memory)
         shrank = shrank or short
-    return tally, shrank
+    return _pack(tally), shrank
+
+
+Packed = dict[str, tuple[int, str, "array[int]"]]
+
+
+def _pack(tally: Tally) -> tuple[Tally, Packed]:
+    """Large tables as (size, keys joined by newlines, int64 counts): the main process
+    unpacks one table at a time instead of holding a whole second tally (peak memory).
+    A table with a newline in a key or a count beyond int64 travels as it is."""
+    packed: Packed = {}
+    for name in COUNTERS:
+        table: Counter[str] = getattr(tally, name)
+        if name == "anvil_max" or len(table) < 1000:
+            continue
+        keys = "\n".join(table)
+        if keys.count("\n") != len(table) - 1:
+            continue
+        try:
+            counts = array("q", table.values())
+        except OverflowError:
+            continue
+        packed[name] = (len(table), keys, counts)
+        setattr(tally, name, Counter())
+    return tally, packed
+
+
+def _merge_range(tally: Tally, part: tuple[Tally, Packed]) -> None:
+    """tally.merge(the range's tally), one packed table at a time (tables are merged
+    independently of each other, so the result is the same)."""
+    rest, packed = part
+    tally.merge(rest)
+    for name, (n, keys, counts) in packed.items():
+        table = Counter(dict(zip(keys.split("\n") if n else [], counts, strict=True)))
+        tally.merge_counter(name, table)
+        del table
 
 
 def _ranges(tasks: Iterator[Task], size: int, block: int) -> Iterator[tuple[Task, ...]]:
@@ -294,20 +331,20 @@ def analyze_paths(
     year_state: YearTracker | None = None
     try:
         run: Callable[[Iterator[Task]], Iterator[tuple[Tally, bool]]]
-        run_ranges: Callable[[Iterator[tuple[Task, ...]]], Iterator[tuple[Tally, bool]]]
+        run_ranges: Callable[[Iterator[tuple[Task, ...]]], Iterator[tuple[Any, bool]]]
         if pool is not None:
 
             def run(tasks: Iterator[Task]) -> Iterator[tuple[Tally, bool]]:
                 return _bounded_imap(pool, _run_task, tasks, jobs * 2)
 
-            def run_ranges(ranges: Iterator[tuple[Task, ...]]) -> Iterator[tuple[Tally, bool]]:
+            def run_ranges(ranges: Iterator[tuple[Task, ...]]) -> Iterator[tuple[Any, bool]]:
                 return _bounded_imap(pool, _run_range, ranges, jobs * 2)
         else:
 
             def run(tasks: Iterator[Task]) -> Iterator[tuple[Tally, bool]]:
                 return map(_run_task, tasks)
 
-            def run_ranges(ranges: Iterator[tuple[Task, ...]]) -> Iterator[tuple[Tally, bool]]:
+            def run_ranges(ranges: Iterator[tuple[Task, ...]]) -> Iterator[tuple[Any, bool]]:
                 return map(_run_range, ranges)
 
         for source in ordered:
@@ -315,17 +352,20 @@ def analyze_paths(
             parser = LineParser(tracker, source.mtime)
             if year is not None and tracker is None:
                 parser.tracker = _forced(year, source, parser)
-            results: Iterator[tuple[Tally, bool]]
+            results: Iterator[tuple[Any, bool]]
+            merge: Callable[[Tally, Any], None]
             if source.compression is None:
                 assert source.size is not None
                 tasks = _tasks_for_plain(source, parser, window, exact, block)
                 results = run_ranges(_ranges(tasks, source.size, block))
+                merge = _merge_range
             else:
                 stream = open_binary(source.path)  # type: ignore[arg-type]
                 results = run(_tasks_for_stream(source, stream, parser, window, exact, block))
-            for part, shrank in results:
-                tally.merge(part)
-                del part  # not alive while the next range is awaited (peak memory)
+                merge = Tally.merge
+            for got, shrank in results:
+                merge(tally, cast(Any, got))
+                del got  # not alive while the next range is awaited (peak memory)
                 if shrank:
                     source.error = "file shrank while being read"
             year_state = parser.tracker
@@ -367,8 +407,8 @@ def _forced(year: int, source: Source, parser: LineParser) -> YearTracker | None
 
 
 def _bounded_imap(
-    pool: Any, func: Callable[[_T], tuple[Tally, bool]], tasks: Iterator[_T], limit: int
-) -> Iterator[tuple[Tally, bool]]:
+    pool: Any, func: Callable[[_T], tuple[Any, bool]], tasks: Iterator[_T], limit: int
+) -> Iterator[tuple[Any, bool]]:
     """Pool.imap reads its input eagerly in a thread: bound the blocks in flight so a
     large compressed stream is never held in memory whole."""
     slots = threading.Semaphore(limit)
