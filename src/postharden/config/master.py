@@ -11,7 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from postharden.config.syntax import SPACE, LogicalLine, NameValueError, split_nameval
+from postharden.config.syntax import (
+    SPACE,
+    LogicalLine,
+    NameValueError,
+    split_nameval,
+    split_spans,
+)
 
 SERVICE_TYPES = ("unix", "fifo", "inet", "pass", "unix-dgram")
 
@@ -91,25 +97,7 @@ class MasterError(ValueError):
 
 def split_fields(text: str) -> list[tuple[int, str]]:
     """Whitespace-separated fields with balanced {} kept whole: (offset, text)."""
-    fields: list[tuple[int, str]] = []
-    i, n = 0, len(text)
-    while i < n:
-        while i < n and text[i] in SPACE:
-            i += 1
-        if i >= n:
-            break
-        start, depth = i, 0
-        while i < n:
-            ch = text[i]
-            if ch == "{":
-                depth += 1
-            elif ch == "}" and depth > 0:
-                depth -= 1
-            elif depth == 0 and ch in SPACE:
-                break
-            i += 1
-        fields.append((start, text[start:i]))
-    return fields
+    return [(start, text[start:end]) for start, end in split_spans(text, SPACE)]
 
 
 def _unwrap_braces(text: str) -> str:

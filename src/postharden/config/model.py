@@ -21,7 +21,14 @@ from postharden.config.defaults import (
 from postharden.config.errors import ConfigError
 from postharden.config.expand import Expansion, ExpansionError, expand
 from postharden.config.master import MasterError, Service, parse_service
-from postharden.config.syntax import LineProblem, NameValueError, logical_lines, split_nameval
+from postharden.config.syntax import (
+    LIST_SEPARATORS,
+    LineProblem,
+    NameValueError,
+    logical_lines,
+    split_nameval,
+    split_spans,
+)
 
 # Larger than any real main.cf or master.cf by orders of magnitude; refusing beyond it
 # keeps a wrong path (a mailbox, a log) from being read for minutes.
@@ -226,26 +233,7 @@ class Context:
 
 def split_list(value: str) -> list[str]:
     """Split on commas and whitespace, keeping `{ ... }` groups (Postfix >= 3.0) whole."""
-    items: list[str] = []
-    i, n = 0, len(value)
-    separators = ", \t\r\n"
-    while i < n:
-        while i < n and value[i] in separators:
-            i += 1
-        if i >= n:
-            break
-        start, depth = i, 0
-        while i < n:
-            ch = value[i]
-            if ch == "{":
-                depth += 1
-            elif ch == "}" and depth > 0:
-                depth -= 1
-            elif depth == 0 and ch in separators:
-                break
-            i += 1
-        items.append(value[start:i])
-    return items
+    return [value[start:end] for start, end in split_spans(value, LIST_SEPARATORS)]
 
 
 class PostfixConfig:

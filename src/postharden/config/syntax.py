@@ -111,6 +111,34 @@ def split_nameval(text: str) -> tuple[str, str]:
     return text[start:end], value
 
 
+# Postfix splits list values on commas and whitespace (CHARS_COMMA_SP).
+LIST_SEPARATORS = ", \t\r\n"
+
+
+def split_spans(text: str, separators: str) -> list[tuple[int, int]]:
+    """(start, end) of each token: separators split, `{...}` groups (Postfix >= 3.0) stay
+    whole, as mystrtokq() does for master.cf fields and list values."""
+    spans: list[tuple[int, int]] = []
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and text[i] in separators:
+            i += 1
+        if i >= n:
+            break
+        start, depth = i, 0
+        while i < n:
+            ch = text[i]
+            if ch == "{":
+                depth += 1
+            elif ch == "}" and depth > 0:
+                depth -= 1
+            elif depth == 0 and ch in separators:
+                break
+            i += 1
+        spans.append((start, i))
+    return spans
+
+
 def normalize_space(value: str) -> str:
     """Whitespace folded the way `postconf` prints values (for comparisons and display)."""
     return " ".join(value.split())

@@ -21,10 +21,8 @@ from dataclasses import dataclass
 
 from postharden.config import Definition, Override, Service
 from postharden.config.master import split_fields
-from postharden.config.syntax import SPACE, logical_lines
+from postharden.config.syntax import LIST_SEPARATORS, SPACE, logical_lines, split_spans
 from postharden.harden.restrictions import Insert, Item, Move, Operation, Replace
-
-LIST_SEPARATORS = ", \t\r\n"
 
 
 def decode(data: bytes) -> str:
@@ -63,25 +61,7 @@ def _is_skipped(line: str) -> bool:
 
 def _tokenize(virtual: str) -> list[tuple[int, int]]:
     """Token spans of a list value: commas and whitespace separate, {...} stays whole."""
-    spans: list[tuple[int, int]] = []
-    i, n = 0, len(virtual)
-    while i < n:
-        while i < n and virtual[i] in LIST_SEPARATORS:
-            i += 1
-        if i >= n:
-            break
-        start, depth = i, 0
-        while i < n:
-            ch = virtual[i]
-            if ch == "{":
-                depth += 1
-            elif ch == "}" and depth > 0:
-                depth -= 1
-            elif depth == 0 and ch in LIST_SEPARATORS:
-                break
-            i += 1
-        spans.append((start, i))
-    return spans
+    return split_spans(virtual, LIST_SEPARATORS)
 
 
 @dataclass(frozen=True, slots=True)
