@@ -142,10 +142,15 @@ def find_postfix_tool(name: str) -> str | None:
 def _parse_postconf_output(text: str) -> dict[str, str]:
     values: dict[str, str] = {}
     for line in text.splitlines():
-        if not line.strip():
-            continue
-        name, value = split_nameval(line)
-        values[name] = value
+        # postconf prints `name = value` or `name =`; anything else goes the long way.
+        name, separator, value = line.partition(" = ")
+        if separator and " " not in name:
+            values[name] = value.strip()
+        elif line.endswith(" =") and " " not in line[:-2]:
+            values[line[:-2]] = ""
+        elif line.strip():
+            name, value = split_nameval(line)
+            values[name] = value
     return values
 
 
