@@ -219,9 +219,7 @@ def auth_on_mx(env: CheckEnv) -> Iterable[Hit]:
     main.cf turns it on for port 25 as well; mail stacks enable it per service with `-o`.
     The fix turns it off on this service only.
     """
-    views = [v for v in env.services("mx", public=True)]
-    if not views:
-        raise NotApplicable("no public port-25 smtpd service")
+    views = env.mx_services()
     for view in views:
         if not yes(view.context.expanded("smtpd_sasl_auth_enable")):
             continue

@@ -7,15 +7,8 @@ import re
 from collections.abc import Iterable
 
 from postharden.checks.catalog import check, postconf_ref, readme_ref, rfc_ref
-from postharden.checks.env import CheckEnv, ServiceView, is_loopback_host, yes
-from postharden.checks.model import Category, Evidence, Hit, NotApplicable, Severity
-
-
-def public_services(env: CheckEnv) -> list[ServiceView]:
-    views = env.services(public=True)
-    if not views:
-        raise NotApplicable("no smtpd service listens beyond loopback")
-    return views
+from postharden.checks.env import CheckEnv, is_loopback_host, yes
+from postharden.checks.model import Category, Evidence, Hit, Severity
 
 
 @check(
@@ -34,7 +27,7 @@ def vrfy_enabled(env: CheckEnv) -> Iterable[Hit]:
     is no proof of safety. `disable_vrfy_command = yes` answers `502 5.5.1` to every VRFY.
     Checked on every smtpd service reachable from outside loopback, with its -o overrides.
     """
-    for view in public_services(env):
+    for view in env.public_services():
         if not yes(view.context.expanded("disable_vrfy_command")):
             yield Hit(
                 f"{view.key} ({view.listen}) answers VRFY",
@@ -67,7 +60,7 @@ def etrn_open(env: CheckEnv) -> Iterable[Hit]:
     the command; restrict it instead. Postfix's smtpd does not implement EXPN at all (it
     answers `502 5.5.2 Error: command not recognized`), so EXPN needs no setting.
     """
-    for view in public_services(env):
+    for view in env.public_services():
         context = view.context
         if context.list_value("smtpd_etrn_restrictions"):
             continue
@@ -109,7 +102,7 @@ def banner_software(env: CheckEnv) -> Iterable[Hit]:
     adds `(Debian/GNU)`. Naming the software and version helps attackers pick exploits.
     The goal is to hide them, not a particular string: `$myhostname ESMTP` is enough.
     """
-    for view in public_services(env):
+    for view in env.public_services():
         context = view.context
         raw = context.raw("smtpd_banner") or ""
         banner = context.expanded("smtpd_banner")
@@ -157,7 +150,7 @@ def banner_fqdn(env: CheckEnv) -> Iterable[Hit]:
     and spam filters distrust the server. The first word of `smtpd_banner` must be
     `$myhostname`, and `myhostname` must contain a dot.
     """
-    for view in public_services(env):
+    for view in env.public_services():
         context = view.context
         banner = context.expanded("smtpd_banner").split()
         hostname = context.expanded("myhostname").strip()
@@ -233,7 +226,7 @@ def xclient_broad(env: CheckEnv) -> Iterable[Hit]:
     content filter), never networks wider than a /24 (IPv6 /64), names or tables whose
     contents are unknown to the audit.
     """
-    for view in public_services(env):
+    for view in env.public_services():
         context = view.context
         for name, severity in (
             ("smtpd_authorized_xclient_hosts", None),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from postharden.checks.facts import Facts
-from postharden.checks.model import Evidence, Fix, MasterSetting
+from postharden.checks.model import Evidence, Fix, MasterSetting, NotApplicable
 from postharden.checks.roles import Role
 from postharden.config import Context, PostfixConfig, Service, normalize_space, split_list
 
@@ -88,6 +88,20 @@ class CheckEnv:
             for v in self.smtpd
             if (not kinds or v.kind in kinds) and (public is None or v.public == public)
         ]
+
+    def mx_services(self) -> list[ServiceView]:
+        """The public port-25 smtpd services; NotApplicable when there is none."""
+        views = self.services("mx", public=True)
+        if not views:
+            raise NotApplicable("no public port-25 smtpd service")
+        return views
+
+    def public_services(self) -> list[ServiceView]:
+        """Every smtpd service listening beyond loopback; NotApplicable when none does."""
+        views = self.services(public=True)
+        if not views:
+            raise NotApplicable("no smtpd service listens beyond loopback")
+        return views
 
     # --- evidence ---------------------------------------------------------------------
 

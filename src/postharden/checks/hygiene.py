@@ -44,18 +44,6 @@ DEAD_RBLS = (
 )
 
 
-def mx_services(env: CheckEnv) -> list[ServiceView]:
-    views = env.services("mx", public=True)
-    if not views:
-        raise NotApplicable("no public port-25 smtpd service")
-    return views
-
-
-def public_services(env: CheckEnv) -> list[ServiceView]:
-    views = env.services(public=True)
-    if not views:
-        raise NotApplicable("no smtpd service listens beyond loopback")
-    return views
 
 
 @check(
@@ -72,7 +60,7 @@ def helo_required(env: CheckEnv) -> Iterable[Hit]:
     Spam software often does; and every HELO restriction is skipped when there is no
     HELO. The runbook requires it on every public service.
     """
-    for view in public_services(env):
+    for view in env.public_services():
         if not yes(view.context.expanded("smtpd_helo_required")):
             yield Hit(
                 f"{view.key} does not require HELO/EHLO",
@@ -110,7 +98,7 @@ def helo_validation(env: CheckEnv) -> Iterable[Hit]:
     `smtpd_helo_restrictions` after the permits for your own and authenticated clients.
     (The pre-2.3 names `reject_invalid_hostname` / `reject_non_fqdn_hostname` still work.)
     """
-    for view in mx_services(env):
+    for view in env.mx_services():
         context = view.context
         if find_restrictions(context, HELO_CHECKS):
             continue
@@ -153,7 +141,7 @@ def non_fqdn(env: CheckEnv) -> Iterable[Hit]:
     Mail from or to `user@host` without a domain cannot be answered or delivered on the
     Internet; rejecting it needs no DNS.
     """
-    for view in mx_services(env):
+    for view in env.mx_services():
         context = view.context
         missing = [
             word
@@ -202,7 +190,7 @@ def pipelining(env: CheckEnv) -> Iterable[Hit]:
     `smtpd_data_restrictions`. Either passes this check.
     """
     has_forbid = "smtpd_forbid_unauth_pipelining" in env.config.defaults
-    for view in public_services(env):
+    for view in env.public_services():
         context = view.context
         if has_forbid and yes(context.expanded("smtpd_forbid_unauth_pipelining")):
             continue
@@ -265,7 +253,7 @@ def unknown_client(env: CheckEnv) -> Iterable[Hit]:
     answers 450 to everyone. Use them only knowingly; `warn_if_reject` in front of them
     shows in the log what they would refuse. The fix removes them.
     """
-    for view in public_services(env):
+    for view in env.public_services():
         context = view.context
         for list_name, word in find_restrictions(context, UNKNOWN_CLIENT):
             yield Hit(
@@ -306,7 +294,7 @@ def unknown_sender_domain(env: CheckEnv) -> Iterable[Hit]:
     almost always forged. This looks the domain up in DNS: a temporary DNS failure gives a
     450 (retry), not a rejection.
     """
-    for view in mx_services(env):
+    for view in env.mx_services():
         context = view.context
         if find_restrictions(context, {"reject_unknown_sender_domain"}):
             continue
@@ -361,7 +349,7 @@ def no_rbl(env: CheckEnv) -> Iterable[Hit]:
     screen = [s for s in env.config.services if s.program == "postscreen"]
     if screen and env.main.list_value("postscreen_dnsbl_sites"):
         return
-    for view in mx_services(env):
+    for view in env.mx_services():
         if _rbl_uses(view):
             continue
         context = view.context
@@ -404,7 +392,7 @@ def dead_rbl(env: CheckEnv) -> Iterable[Hit]:
     for every address and all mail is rejected (AHBL did this on purpose in 2015).
     """
     seen = False
-    for view in public_services(env):
+    for view in env.public_services():
         seen = True
         context = view.context
         for list_name, head, domain in _rbl_uses(view):
@@ -465,7 +453,7 @@ def no_policy_service(env: CheckEnv) -> Iterable[Hit]:
     """
     if not env.role.expect("greylisting"):
         raise NotApplicable(f"role {env.role.name} does not greylist")
-    for view in mx_services(env):
+    for view in env.mx_services():
         if _policy_targets(view):
             continue
         context = view.context
@@ -558,7 +546,7 @@ def bare_newline(env: CheckEnv) -> Iterable[Hit]:
     the default to `normalize`. On an older Postfix the only fix is an upgrade.
     """
     has_parameter = "smtpd_forbid_bare_newline" in env.config.defaults
-    for view in public_services(env):
+    for view in env.public_services():
         context = view.context
         if not has_parameter:
             yield Hit(

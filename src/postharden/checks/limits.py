@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from postharden.checks.catalog import check, postconf_ref, rfc_ref
 from postharden.checks.env import CheckEnv
-from postharden.checks.model import Category, Evidence, Fix, Hit, NotApplicable, Severity, Unknown
+from postharden.checks.model import Category, Evidence, Fix, Hit, Severity, Unknown
 from postharden.config import Context
 
 INTEGER_PARAMETERS = (
@@ -182,12 +182,6 @@ def message_size(env: CheckEnv) -> Iterable[Hit]:
         )
 
 
-def _public(env: CheckEnv) -> list[Context]:
-    views = env.services(public=True)
-    if not views:
-        raise NotApplicable("no smtpd service listens beyond loopback")
-    return [v.context for v in views]
-
 
 @check(
     "PH-LIM-003",
@@ -202,7 +196,7 @@ def recipient_limit(env: CheckEnv) -> Iterable[Hit]:
 
     RFC 5321 requires accepting 100; more only helps bulk senders and spammers.
     """
-    for context in _public(env):
+    for context in [v.context for v in env.public_services()]:
         (limit,) = _numbers(context, "smtpd_recipient_limit")
         if 0 < limit <= 1000:
             continue
@@ -237,7 +231,7 @@ def connection_count(env: CheckEnv) -> Iterable[Hit]:
     The default (50) is generous; with 0 a single host can exhaust `default_process_limit`
     and lock everyone else out.
     """
-    for context in _public(env):
+    for context in [v.context for v in env.public_services()]:
         (limit,) = _numbers(context, "smtpd_client_connection_count_limit")
         if limit > 0:
             continue
@@ -277,9 +271,7 @@ def connection_rate(env: CheckEnv) -> Iterable[Hit]:
     dictionary attacks and floods. Clients in `smtpd_client_event_limit_exceptions`
     (default `$mynetworks`) are exempt.
     """
-    views = env.services("mx", public=True)
-    if not views:
-        raise NotApplicable("no public port-25 smtpd service")
+    views = env.mx_services()
     unit = seconds(env.main.expanded("anvil_rate_time_unit"), "s")
     if unit is None:
         raise Unknown("anvil_rate_time_unit is not a time (see PH-LIM-001)")
@@ -340,7 +332,7 @@ def error_limits(env: CheckEnv) -> Iterable[Hit]:
     `smtpd_junk_command_limit` above 100, and `smtpd_timeout` above 600 seconds
     (RFC 5321 asks for 5 minutes; longer only ties up processes).
     """
-    for context in _public(env):
+    for context in [v.context for v in env.public_services()]:
         service = context.service
         assert service is not None
         soft, hard, junk = _numbers(

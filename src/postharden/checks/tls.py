@@ -102,9 +102,7 @@ def mx_without_tls(env: CheckEnv) -> Iterable[Hit]:
     Mail from other servers then crosses the Internet in clear text; `may` offers
     STARTTLS without requiring it. Needs a certificate (PH-TLS-007).
     """
-    views = env.services("mx", public=True)
-    if not views:
-        raise NotApplicable("no public port-25 smtpd service")
+    views = env.mx_services()
     for view in views:
         if tls_level(view.context) == "none":
             yield Hit(
@@ -138,9 +136,7 @@ def mx_encrypt(env: CheckEnv) -> Iterable[Hit]:
     (`may`) on port 25 and require it on submission. The fix sets `may` on this service
     only, through `-o`, so services that inherit `encrypt` from main.cf keep it.
     """
-    views = env.services("mx", public=True)
-    if not views:
-        raise NotApplicable("no public port-25 smtpd service")
+    views = env.mx_services()
     if not env.role.expect("public_smtp"):
         raise NotApplicable(f"role {env.role.name} does not receive mail from the Internet")
     for view in views:
