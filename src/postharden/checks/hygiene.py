@@ -44,8 +44,6 @@ DEAD_RBLS = (
 )
 
 
-
-
 @check(
     "PH-ACC-001",
     "HELO/EHLO is not required",
@@ -350,28 +348,36 @@ def no_rbl(env: CheckEnv) -> Iterable[Hit]:
     if screen and env.main.list_value("postscreen_dnsbl_sites"):
         return
     for view in env.mx_services():
-        if _rbl_uses(view):
-            continue
-        context = view.context
-        value = with_added(
-            context,
-            "smtpd_recipient_restrictions",
-            ["reject_rbl_client", "zen.spamhaus.org"],
-            after=("reject_unauth_destination", "defer_unauth_destination"),
-        )
-        yield Hit(
-            f"{view.key} consults no DNS blocklist",
-            service=view.key,
-            parameter="smtpd_recipient_restrictions",
-            evidence=(env.evidence(context, "smtpd_recipient_restrictions"),),
-            fix=env.set_fix(
-                context,
-                {"smtpd_recipient_restrictions": value},
+        if not _rbl_uses(view):
+            yield _add_after_relay_check(
+                env,
+                view,
+                ["reject_rbl_client", "zen.spamhaus.org"],
+                f"{view.key} consults no DNS blocklist",
                 "consult zen.spamhaus.org after reject_unauth_destination",
-                caveat="needs a local DNS resolver (Spamhaus blocks public ones)",
-            ),
-            location=env.location(context, "smtpd_recipient_restrictions"),
-        )
+                "needs a local DNS resolver (Spamhaus blocks public ones)",
+            )
+
+
+def _add_after_relay_check(
+    env: CheckEnv, view: ServiceView, tokens: list[str], message: str, why: str, caveat: str
+) -> Hit:
+    """A hit whose fix adds tokens to smtpd_recipient_restrictions after the relay check."""
+    context = view.context
+    value = with_added(
+        context,
+        "smtpd_recipient_restrictions",
+        tokens,
+        after=("reject_unauth_destination", "defer_unauth_destination"),
+    )
+    return Hit(
+        message,
+        service=view.key,
+        parameter="smtpd_recipient_restrictions",
+        evidence=(env.evidence(context, "smtpd_recipient_restrictions"),),
+        fix=env.set_fix(context, {"smtpd_recipient_restrictions": value}, why, caveat=caveat),
+        location=env.location(context, "smtpd_recipient_restrictions"),
+    )
 
 
 @check(
@@ -391,9 +397,7 @@ def dead_rbl(env: CheckEnv) -> Iterable[Hit]:
     At best every query costs a DNS timeout; at worst the lapsed domain answers "listed"
     for every address and all mail is rejected (AHBL did this on purpose in 2015).
     """
-    seen = False
     for view in env.public_services():
-        seen = True
         context = view.context
         for list_name, head, domain in _rbl_uses(view):
             name = domain.split("=", 1)[0].lower().rstrip(".")
@@ -413,8 +417,6 @@ def dead_rbl(env: CheckEnv) -> Iterable[Hit]:
                 key=f"{head}:{name}",
                 location=env.location(context, list_name),
             )
-    if not seen:
-        raise NotApplicable("no public smtpd service")
 
 
 def _policy_targets(view: ServiceView) -> list[tuple[str, str]]:
@@ -454,29 +456,16 @@ def no_policy_service(env: CheckEnv) -> Iterable[Hit]:
     if not env.role.expect("greylisting"):
         raise NotApplicable(f"role {env.role.name} does not greylist")
     for view in env.mx_services():
-        if _policy_targets(view):
-            continue
-        context = view.context
-        value = with_added(
-            context,
-            "smtpd_recipient_restrictions",
-            ["check_policy_service", "inet:127.0.0.1:10023"],
-            after=("reject_unauth_destination", "defer_unauth_destination"),
-        )
-        yield Hit(
-            f"{view.key} has no policy service (greylisting)",
-            service=view.key,
-            parameter="smtpd_recipient_restrictions",
-            evidence=(env.evidence(context, "smtpd_recipient_restrictions"),),
-            fix=env.set_fix(
-                context,
-                {"smtpd_recipient_restrictions": value},
+        if not _policy_targets(view):
+            yield _add_after_relay_check(
+                env,
+                view,
+                ["check_policy_service", "inet:127.0.0.1:10023"],
+                f"{view.key} has no policy service (greylisting)",
                 "greylist with postgrey on 127.0.0.1:10023",
-                caveat="postgrey must be running first: a dead policy service "
+                "postgrey must be running first: a dead policy service "
                 "answers 451 4.3.5 to every delivery",
-            ),
-            location=env.location(context, "smtpd_recipient_restrictions"),
-        )
+            )
 
 
 @check(

@@ -182,7 +182,6 @@ def message_size(env: CheckEnv) -> Iterable[Hit]:
         )
 
 
-
 @check(
     "PH-LIM-003",
     "Recipients per message are unlimited or very high",
