@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from postharden.checks.catalog import check, postconf_ref, readme_ref, rfc_ref
 from postharden.checks.env import CheckEnv, ServiceView, is_loopback_host, yes
 from postharden.checks.lists import (
+    RESTRICTION_LISTS,
     find_restrictions,
     join_restrictions,
     list_tokens,
@@ -421,15 +422,7 @@ def dead_rbl(env: CheckEnv) -> Iterable[Hit]:
 
 def _policy_targets(view: ServiceView) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
-    for list_name in (
-        "smtpd_client_restrictions",
-        "smtpd_helo_restrictions",
-        "smtpd_sender_restrictions",
-        "smtpd_relay_restrictions",
-        "smtpd_recipient_restrictions",
-        "smtpd_data_restrictions",
-        "smtpd_end_of_data_restrictions",
-    ):
+    for list_name in RESTRICTION_LISTS:
         tokens = view.context.list_value(list_name)
         for _head, target in pairs(tokens, frozenset({"check_policy_service"})):
             found.append((list_name, target))
