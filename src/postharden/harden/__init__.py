@@ -99,12 +99,12 @@ def verify_with_sandbox(result: ApplyResult) -> None:
 
 def verify_with_probe(result: ApplyResult, target: str) -> None:
     """Live probe of the running server (after the reload) from where postharden runs."""
-    from postharden.probe import ProbeOptions, probe
+    from postharden.probe import ProbeError, ProbeOptions, probe
 
     try:
         report = probe(target, ProbeOptions(timeout=5.0, session_deadline=30.0))
-    except Exception as error:  # a probe that cannot run is a finding, not a crash
-        result.problems.append(f"probe {target}: {type(error).__name__}: {error}")
+    except ProbeError as error:  # a bad target is a finding of the apply, not a crash
+        result.problems.append(f"probe {target}: {error}")
         return
     for service in report.services:
         where = f"probe {target}:{service.port}"
