@@ -17,7 +17,12 @@ COMMANDS = ("show", "lint")
 GOOD_MASTER = "smtp inet n - n - - smtpd\n"
 
 
-def run(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+SOURCE = Path(__file__).resolve().parents[2] / "src"
+
+
+def run(
+    *args: str, user: str | None = None, source: Path = SOURCE
+) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "postharden", *args]
     if user is not None:
         setpriv = shutil.which("setpriv")
@@ -29,7 +34,7 @@ def run(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]
         text=True,
         timeout=60,
         check=False,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")},
+        env={**os.environ, "PYTHONPATH": str(source)},
     )
 
 
@@ -81,14 +86,18 @@ def test_unreadable_file_for_an_unprivileged_user(command: str, tmp_path: Path) 
     base = Path(tempfile.mkdtemp(prefix="postharden-unreadable-"))
     try:
         base.chmod(0o755)
+        # The checkout itself may lie under a 0700 directory (a fresh clone in mktemp -d):
+        # give nobody a copy of the package it can import.
+        source = base / "src"
+        shutil.copytree(SOURCE / "postharden", source / "postharden")
         directory = make(base, "myhostname = a.example\n")
         directory.chmod(0o755)
         (directory / "main.cf").chmod(0o600)
-        result = run(command, "--config-dir", str(directory), user="nobody")
+        result = run(command, "--config-dir", str(directory), user="nobody", source=source)
         assert_one_error(result, command, str(directory / "main.cf"), "permission denied")
         # A directory that nobody may not enter at all.
         directory.chmod(0o700)
-        result = run(command, "--config-dir", str(directory / "sub"), user="nobody")
+        result = run(command, "--config-dir", str(directory / "sub"), user="nobody", source=source)
         assert_one_error(result, command, "permission denied")
     finally:
         shutil.rmtree(base)
