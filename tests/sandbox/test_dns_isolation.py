@@ -20,7 +20,7 @@ import pytest
 
 from postharden.sandbox import MINIMAL_MASTER_CF, Case, Sandbox, SandboxError
 from postharden.sandbox.dns import StubDns, Zone, reverse_name
-from postharden.sandbox.namespace import mount_namespace, namespace_members
+from postharden.sandbox.namespace import mount_namespace, namespace_members, process_start
 from postharden.sandbox.outside import outside_contacts
 
 pytestmark = [pytest.mark.postfix, pytest.mark.root]
@@ -250,9 +250,13 @@ def test_stop_leaves_no_process_mount_or_stub() -> None:
     namespace, stub = sandbox.namespace, sandbox.stub
     assert namespace is not None and stub is not None
     address = stub.address
-    assert namespace_members(namespace)
+    members = {pid: process_start(pid) for pid in namespace_members(namespace)}
+    assert members and sandbox._master_pid in members
     sandbox.stop()
-    assert namespace_members(namespace) == []  # the namespace (and its mount) is gone
+    # Every process of the namespace is gone, so the namespace and its mount are too. (Not
+    # `namespace_members(namespace) == []`: a sandbox that another test worker starts now
+    # may get the freed namespace number. A process is known by PID and start time.)
+    assert [pid for pid, start in members.items() if process_start(pid) == start] == []
     assert stub.closed
     with StubDns(Zone({}), address=address):  # port 53 of that address is free again
         pass

@@ -113,7 +113,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,8 +124,10 @@ from postharden.errors import EXIT_UNEVALUATED, PostHardenError
 from postharden.sandbox.dns import Query, StubDns, Zone
 from postharden.sandbox.namespace import (
     mount_namespace,
+    namespace_members,
     namespace_unavailable,
     namespaced,
+    process_start,
     resolv_conf_text,
 )
 from postharden.sandbox.outside import OutsideContactError, isolate
@@ -827,7 +829,7 @@ class Sandbox:
                     pid_file = directory / "queue" / "pid" / "master.pid"
                     pid = int(pid_file.read_text().split()[0])
             if pid is not None:
-                _terminate_master(pid)
+                _terminate_master(pid, self.namespace)
             if directory is not None:
                 shutil.rmtree(directory, ignore_errors=True)
             stub, self.stub = self.stub, None
@@ -1120,20 +1122,50 @@ def _refusal(command: str, reply: Reply) -> Outcome:
     return Outcome(command, reply.code, reply.text)
 
 
-def _terminate_master(pid: int) -> None:
+def _terminate_master(pid: int, namespace: str | None = None) -> None:
     """SIGTERM master (it stops its children, which share its process group), wait until the
-    whole group is gone, SIGKILL what is left after 5 s."""
+    whole group is gone, SIGKILL what is left after 10 s and wait for that to go too.
+
+    Master's own SIGTERM handler gives itself 5 s before it commits suicide, so on a loaded
+    machine a graceful stop can take that long. With `namespace` (the DNS-isolated mode),
+    the processes in the sandbox's private mount namespace are stopped as well (the
+    namespace and its resolv.conf mount go only with its last process). They are listed
+    while master still runs and known by PID and start time, because the kernel reuses
+    both PIDs and namespace numbers: another sandbox started meanwhile is never touched.
+    """
+    known: dict[int, int] = {}
+    if namespace is not None and _process_alive(pid):
+        for member in namespace_members(namespace):
+            start = process_start(member)
+            if start is not None:
+                known[member] = start
+
+    def leftovers() -> list[int]:
+        found = set(_group_members(pid))
+        if _process_alive(pid):
+            found.add(pid)
+        found.update(other for other, start in known.items() if process_start(other) == start)
+        return sorted(found)
+
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    end = time.monotonic() + 5
+    # master is not our child (`postfix start` forks it away), so we cannot wait(): poll
+    # /proc, where a zombie waiting for init to reap it counts as gone.
+    if _wait_until_gone(leftovers, 10):
+        return
+    for other in leftovers():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(other, signal.SIGKILL)
+    _wait_until_gone(leftovers, 5)
+
+
+def _wait_until_gone(leftovers: Callable[[], list[int]], seconds: float) -> bool:
+    end = time.monotonic() + seconds
     while time.monotonic() < end:
-        # master is not our child (`postfix start` forks it away), so we cannot wait():
-        # poll /proc, where a zombie waiting for init to reap it counts as gone.
-        if not _process_alive(pid) and not _group_members(pid):
-            return
+        if not leftovers():
+            return True
         time.sleep(0.01)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+    return not leftovers()
 
 
 def _group_members(pgid: int) -> list[int]:

@@ -69,8 +69,25 @@ def mount_namespace(pid: int | str = "self") -> str | None:
         return None
 
 
+def process_start(pid: int) -> int | None:
+    """The start time of a live (non-zombie) process in clock ticks since boot, which with
+    its PID names it uniquely (a PID is reused, the pair is not); None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    if len(fields) < 20 or fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
 def namespace_members(namespace: str) -> list[int]:
-    """Live (non-zombie) processes whose mount namespace is `namespace`."""
+    """Live (non-zombie) processes whose mount namespace is `namespace`.
+
+    The name is the namespace's inode number, which the kernel reuses once the namespace is
+    gone: ask only while a known member (master) is alive, and identify what you find with
+    `process_start` if you act on it later.
+    """
     members = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -91,5 +108,6 @@ __all__ = [
     "namespace_members",
     "namespace_unavailable",
     "namespaced",
+    "process_start",
     "resolv_conf_text",
 ]
