@@ -1,7 +1,7 @@
 """Facts the checks judge, gathered with I/O in one place.
 
 Checks never open files or sockets: this module stats the files a configuration names,
-reads TLS certificates and keys (with `cryptography`), asks the real `postmap` to compile
+reads TLS certificates and keys (certs.py), asks the real `postmap` to compile
 regexp/pcre tables (its warnings carry the line) and to look up the legitimate sample
 lines, and collects the results of `postharden lint` and of the relay analysis when those
 capabilities are present. Everything it returns is immutable.
@@ -24,6 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from postharden.checks.certs import (
+    DerError,
+    KeyProblem,
+    first_certificate,
+    key_matches,
+    openssl_key_matches,
+    parse_certificate,
+)
 from postharden.checks.samples import LEGITIMATE_BODY, LEGITIMATE_HEADERS
 from postharden.checks.tables import TableRef, table_refs
 from postharden.config import PostfixConfig
@@ -42,10 +50,6 @@ CERT_PAIRS = (
     ("smtpd_tls_dcert_file", "smtpd_tls_dkey_file"),
 )
 _POSTMAP_TIMEOUT = 10.0
-_PEM_KEY = re.compile(
-    rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----", re.DOTALL
-)
-_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.DOTALL)
 _POSTMAP_WARNING = re.compile(r"^postmap: (warning|fatal|error): (?:\S+ map )?(.*)$")
 _MAP_LINE = re.compile(r"^(\S+), line (\d+): (.*)$")
 
@@ -191,69 +195,40 @@ def read_certificate(
     cert_data = read(cert_file)
     if isinstance(cert_data, str):
         return CertificateFact(cert_file, key_file, error=cert_data)
-    block = _PEM_CERT.search(cert_data)
-    if block is None:
-        return CertificateFact(cert_file, key_file, error="no PEM certificate in the file")
-    # Imported only when there is a certificate to read: it is the costliest import.
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-
     try:
-        certificate = x509.load_pem_x509_certificate(block.group(0))
-    except ValueError as error:
+        der = first_certificate(cert_data)
+        if der is None:
+            return CertificateFact(cert_file, key_file, error="no PEM certificate in the file")
+        certificate = parse_certificate(der)
+    except DerError as error:
         return CertificateFact(cert_file, key_file, error=f"unreadable certificate: {error}")
-    names: list[str] = []
-    try:
-        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        names = [str(n) for n in san.value.get_values_for_type(x509.DNSName)]
-    except x509.ExtensionNotFound:
-        pass
-    common = [
-        str(a.value) for a in certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    ]
-    cert_key = certificate.public_key()
-    description: str | None = None
-    if isinstance(cert_key, rsa.RSAPublicKey | dsa.DSAPublicKey):
-        description = (
-            f"{type(cert_key).__name__.removesuffix('PublicKey').lstrip('_')} {cert_key.key_size}"
-        )
-    elif isinstance(cert_key, ec.EllipticCurvePublicKey):
-        description = f"EC {cert_key.curve.name}"
-    elif isinstance(cert_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-        description = type(cert_key).__name__.removesuffix("PublicKey")
     key_data = cert_data if key_file == cert_file else read(key_file)
     key_error: str | None = None
     matches: bool | None = None
     if isinstance(key_data, str):
         key_error = key_data
     else:
-        key_block = _PEM_KEY.search(key_data)
-        if key_block is None:
-            key_error = "no PEM private key in the file"
-        elif b"ENCRYPTED" in key_block.group(1):
-            key_error = "the private key is encrypted: Postfix cannot use it"
+        try:
+            matches = key_matches(certificate, key_data)
+        except KeyProblem as error:
+            key_error = str(error)
         else:
-            try:
-                private = serialization.load_pem_private_key(key_block.group(0), password=None)
-            except (ValueError, TypeError) as error:
-                key_error = f"unreadable private key: {error}"
-            else:
-                fmt = serialization.PublicFormat.SubjectPublicKeyInfo
-                enc = serialization.Encoding.DER
-                matches = private.public_key().public_bytes(enc, fmt) == cert_key.public_bytes(
-                    enc, fmt
-                )
+            if matches is None:  # the file holds no public part: ask OpenSSL
+                verdict = openssl_key_matches(cert_file, key_file)
+                if isinstance(verdict, str):
+                    key_error = verdict
+                else:
+                    matches = verdict
     return CertificateFact(
         cert_file,
         key_file,
-        subject=", ".join(common) or certificate.subject.rfc4514_string(),
-        dns_names=tuple(names) if names else tuple(common),
-        not_before=certificate.not_valid_before_utc,
-        not_after=certificate.not_valid_after_utc,
+        subject=", ".join(certificate.common_names) or certificate.subject,
+        dns_names=certificate.dns_names or certificate.common_names,
+        not_before=certificate.not_before,
+        not_after=certificate.not_after,
         key_error=key_error,
         key_matches=matches,
-        key_description=description,
+        key_description=certificate.key.description,
     )
 
 
