@@ -18,7 +18,6 @@ import re
 import shutil
 import stat
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,6 +238,8 @@ def _postmap_config_dir() -> str:
     """An empty configuration for postmap: the audited one may make every program fatal."""
     global _POSTMAP_CONFIG
     if _POSTMAP_CONFIG is None or not os.path.isfile(os.path.join(_POSTMAP_CONFIG, "main.cf")):
+        import tempfile  # only when there are tables to compile
+
         directory = tempfile.mkdtemp(prefix="postharden-postmap-")
         atexit.register(shutil.rmtree, directory, True)
         main_cf = Path(directory, "main.cf")

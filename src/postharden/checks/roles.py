@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from postharden.checks.model import Severity
@@ -115,7 +115,8 @@ def parse_role(name: str, document: Any) -> Role:
 def load_role(name: str) -> Role:
     if name not in ROLE_NAMES:
         raise RoleError(f"unknown role {name!r} (one of: {', '.join(ROLE_NAMES)})")
-    data = resources.files("postharden.checks").joinpath(f"roles/{name}.json")
+    # Beside this module (package data), read without importlib.resources' import cost.
+    data = Path(__file__).with_name("roles") / f"{name}.json"
     try:
         document = json.loads(data.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import traceback
-
 from postharden.checks.catalog import load_catalog
 from postharden.checks.env import CheckEnv, classify
 from postharden.checks.facts import Facts, gather_facts
@@ -73,6 +71,8 @@ def run_check(spec: CheckSpec, env: CheckEnv) -> CheckOutcome:
     except Unknown as outcome:
         return CheckOutcome(spec.id, Status.UNKNOWN, outcome.reason, ())
     except Exception as error:  # a bug in one check must not sink the audit
+        import traceback  # only for a check that crashed
+
         where = traceback.extract_tb(error.__traceback__)[-1]
         return CheckOutcome(
             spec.id,

@@ -7,7 +7,6 @@ found. None of them prints, and none decides anything.
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -261,6 +260,8 @@ def _markdown(document: dict[str, Any]) -> str:
 
 
 def _html(document: dict[str, Any]) -> str:
+    import html  # only for this format
+
     e = html.escape
     role = document["role"]
     parts = [
