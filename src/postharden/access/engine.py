@@ -30,6 +30,7 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from postharden.access.errors import AccessError
 from postharden.access.lists import MatchList, parse_match_list
@@ -133,15 +134,13 @@ class _Defer:
     error_class: str = "policy"
 
 
-@dataclass(frozen=True, slots=True)
-class RestrictionList:
+class RestrictionList(NamedTuple):
     parameter: str
     words: tuple[str, ...]
     origin: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Resolved:
+class _Resolved(NamedTuple):
     address: str  # rewritten, case-folded user@domain
     domain: str
     local: str

@@ -28,8 +28,7 @@ StepResult = Literal[
 RelayVerdict = Literal["closed", "open", "unavailable", "depends"]
 
 
-@dataclass(frozen=True, slots=True)
-class ClientContext:
+class ClientContext(NamedTuple):
     """Who talks to smtpd and what it asks for.
 
     `name` is the client host name Postfix verified (None: "unknown"); `helo` None means the
@@ -76,8 +75,7 @@ class TraceStep(NamedTuple):
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Outside:
+class Outside(NamedTuple):
     """A restriction whose answer comes from outside the configuration (DNS, a policy
     server, address verification): the decision is shown both ways."""
 
@@ -95,8 +93,7 @@ class Outside:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """What Postfix answers one client on one service.
 
     `command` is where the first refusal happens (connect, helo, mail, rcpt), or "rcpt"
@@ -141,8 +138,7 @@ class Decision:
         return result
 
 
-@dataclass(frozen=True, slots=True)
-class Risk:
+class Risk(NamedTuple):
     """A runbook risk found in a service's relay configuration."""
 
     id: str  # stable: permit-shadows-reject, mynetworks-wide, mynetworks-style, ...
@@ -153,8 +149,7 @@ class Risk:
         return {"id": self.id, "message": self.message, "origin": self.origin}
 
 
-@dataclass(frozen=True, slots=True)
-class ClientClass:
+class ClientClass(NamedTuple):
     """A kind of client the relay matrix asks about, with a representative context."""
 
     id: str  # outside, mynetworks, sasl, network:<cidr>, name:<domain>
@@ -173,8 +168,7 @@ class ClientClass:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class DestinationClass:
+class DestinationClass(NamedTuple):
     id: str  # local, virtual_alias, virtual_mailbox, relay, foreign
     label: str
     recipient: str
@@ -183,8 +177,7 @@ class DestinationClass:
         return {"id": self.id, "label": self.label, "recipient": self.recipient}
 
 
-@dataclass(frozen=True, slots=True)
-class MatrixCell:
+class MatrixCell(NamedTuple):
     client: str  # ClientClass.id
     destination: str  # DestinationClass.id
     decision: Decision
@@ -205,8 +198,7 @@ class MatrixCell:
         return result
 
 
-@dataclass(frozen=True, slots=True)
-class RelayPath:
+class RelayPath(NamedTuple):
     """The shortest way through an open relay: which client, which rule, where."""
 
     client: str
@@ -231,8 +223,7 @@ class RelayPath:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceRelay:
+class ServiceRelay(NamedTuple):
     service: str
     origin: str  # master.cf:LINE of the service row
     listen: str

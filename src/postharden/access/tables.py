@@ -21,8 +21,8 @@ import ipaddress
 import os
 import pwd
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from postharden.config.model import split_list
 
@@ -35,8 +35,7 @@ _OUTSIDE_TYPES = frozenset(
 MAX_TABLE_BYTES = 64 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
     """A lookup result: the value and the file:line (or table spec) it came from."""
 
     value: str
@@ -279,8 +278,7 @@ class Table:
         return result
 
 
-@dataclass(frozen=True, slots=True)
-class _CidrRule:
+class _CidrRule(NamedTuple):
     version: int
     network: int
     mask: int
@@ -289,8 +287,7 @@ class _CidrRule:
     where: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Pattern:
+class _Pattern(NamedTuple):
     regex: re.Pattern[str]
     negate: bool
     value: str

@@ -6,7 +6,6 @@ Fingerprints hash the check ID, the service, the parameter and a check-specific 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -51,6 +50,6 @@ def apply_baseline(report: AuditReport, known: frozenset[str]) -> AuditReport:
     for outcome in report.outcomes:
         kept = tuple(f for f in outcome.findings if f.fingerprint not in known)
         suppressed += len(outcome.findings) - len(kept)
-        outcomes.append(dataclasses.replace(outcome, findings=kept))
+        outcomes.append(outcome._replace(findings=kept))
     # Statuses stay as evaluated: a known failure is still a failure.
-    return dataclasses.replace(report, outcomes=tuple(outcomes), suppressed=suppressed)
+    return report._replace(outcomes=tuple(outcomes), suppressed=suppressed)

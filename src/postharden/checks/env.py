@@ -7,8 +7,8 @@ Also the helpers every check uses to cite evidence and to express a fix in the r
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 from postharden.checks.facts import Facts
 from postharden.checks.model import Evidence, Fix, MasterSetting, NotApplicable
@@ -44,8 +44,7 @@ def yes(value: str) -> bool:
     return value.strip().lower() in ("yes", "true", "1")
 
 
-@dataclass(frozen=True)
-class ServiceView:
+class ServiceView(NamedTuple):
     """An smtpd service with what it is for and whether the world can reach it."""
 
     service: Service

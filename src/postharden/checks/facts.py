@@ -21,7 +21,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from postharden.checks.certs import (
     DerError,
@@ -53,8 +53,7 @@ _POSTMAP_WARNING = re.compile(r"^postmap: (warning|fatal|error): (?:\S+ map )?(.
 _MAP_LINE = re.compile(r"^(\S+), line (\d+): (.*)$")
 
 
-@dataclass(frozen=True, slots=True)
-class FileFact:
+class FileFact(NamedTuple):
     path: str
     exists: bool
     is_file: bool = False
@@ -78,14 +77,12 @@ class FileFact:
         return f"{self.path}: owner {self.owner}, mode {self.mode:04o}"
 
 
-@dataclass(frozen=True, slots=True)
-class TableProblem:
+class TableProblem(NamedTuple):
     line: int | None
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class PatternTableFact:
+class PatternTableFact(NamedTuple):
     """A regexp/pcre table as the real postmap compiled it."""
 
     spec: str
@@ -96,8 +93,7 @@ class PatternTableFact:
     matches: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class CertificateFact:
+class CertificateFact(NamedTuple):
     cert_file: str
     key_file: str
     error: str | None = None  # the certificate could not be read
@@ -110,8 +106,7 @@ class CertificateFact:
     key_description: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
     """The result of another capability (lint, relay analysis), or why there is none."""
 
     value: Any

@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from postharden.checks.env import CheckEnv
@@ -85,8 +85,7 @@ class Unknown(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Evidence:
+class Evidence(NamedTuple):
     """What the check saw, where: `main.cf:42: smtpd_banner = $myhostname ESMTP $mail_name`."""
 
     origin: str | None = None  # "default", "main.cf:42", "master.cf:17", a file path
@@ -121,8 +120,7 @@ def _value_part(text: str | None) -> str | None:
     return text.partition("=")[2].strip()
 
 
-@dataclass(frozen=True, slots=True)
-class MasterSetting:
+class MasterSetting(NamedTuple):
     """`postconf -P service/type/name=value`: an -o override of one master.cf service."""
 
     service: str  # name/type
@@ -130,8 +128,7 @@ class MasterSetting:
     value: str
 
 
-@dataclass(frozen=True, slots=True)
-class MasterField:
+class MasterField(NamedTuple):
     """`postconf -F service/type/field=value`: one of the 8 columns of a master.cf row."""
 
     service: str
@@ -139,8 +136,7 @@ class MasterField:
     value: str
 
 
-@dataclass(frozen=True, slots=True)
-class Fix:
+class Fix(NamedTuple):
     """A fix as data: the harden engine applies it, renderers print it as commands.
 
     In the order they are applied: `remove` (`postconf -X name`: a main.cf parameter that
@@ -223,8 +219,7 @@ class Fix:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
     """What a check reports: one problem on one service (or the whole configuration)."""
 
     message: str
@@ -239,8 +234,7 @@ class Hit:
     location: tuple[str, int | None] | None = None  # (file, line) for SARIF
 
 
-@dataclass(frozen=True, slots=True)
-class Reference:
+class Reference(NamedTuple):
     title: str
     url: str | None = None
 
@@ -272,8 +266,7 @@ class CheckSpec:
         return self.doc.split("\n\n", 1)[0].replace("\n", " ")
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(NamedTuple):
     id: str
     title: str
     category: Category
@@ -294,16 +287,14 @@ def fingerprint(check_id: str, service: str | None, parameter: str | None, key: 
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:24]
 
 
-@dataclass(frozen=True, slots=True)
-class CheckOutcome:
+class CheckOutcome(NamedTuple):
     id: str
     status: Status
     reason: str | None
     findings: tuple[Finding, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceSummary:
+class ServiceSummary(NamedTuple):
     key: str
     program: str
     listen: str | None
@@ -313,8 +304,7 @@ class ServiceSummary:
     line: int
 
 
-@dataclass(frozen=True, slots=True)
-class CriterionResult:
+class CriterionResult(NamedTuple):
     """A runbook "Done" criterion or a checklist item, judged from the checks."""
 
     id: str
@@ -325,8 +315,7 @@ class CriterionResult:
     checks: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class AuditReport:
+class AuditReport(NamedTuple):
     postfix_version: str
     config_dir: str
     role: str

@@ -8,9 +8,8 @@ the file and the field.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from postharden.checks.model import Severity
 from postharden.errors import InputError
@@ -31,8 +30,7 @@ class RoleError(InputError):
     """A role name that does not exist or a role file that is not valid."""
 
 
-@dataclass(frozen=True)
-class Role:
+class Role(NamedTuple):
     name: str
     version: str
     title: str

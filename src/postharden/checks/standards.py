@@ -10,11 +10,10 @@ check are `runbook:<step>` or `checklist:<item>`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Criterion:
+class Criterion(NamedTuple):
     id: str  # runbook:<step> / checklist:<item>
     title: str
     done: bool = False  # one of the runbook's "Done" criteria

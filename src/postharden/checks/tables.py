@@ -7,7 +7,7 @@ one (`check_client_access hash:/etc/postfix/access`). `proxy:` wraps another tab
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from postharden.config import Context, PostfixConfig, split_list
 
@@ -32,8 +32,7 @@ SECRET_PARAMETERS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class TableRef:
+class TableRef(NamedTuple):
     """One `type:name` in one parameter of main.cf or of a service's -o."""
 
     type: str

@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from postharden.config.syntax import split_nameval
 
@@ -248,8 +249,7 @@ def default_mydomain(myhostname: str) -> str:
     return rest if dot else "localdomain"
 
 
-@dataclass(frozen=True)
-class InterfaceAddress:
+class InterfaceAddress(NamedTuple):
     interface: str
     address: ipaddress.IPv4Interface | ipaddress.IPv6Interface
 

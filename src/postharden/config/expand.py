@@ -19,7 +19,7 @@ ExpansionError.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from postharden.config.syntax import SPACE
 
@@ -38,8 +38,7 @@ class ExpansionError(ValueError):
     """A `$` expression Postfix would refuse ("macro processing error")."""
 
 
-@dataclass(frozen=True, slots=True)
-class Expansion:
+class Expansion(NamedTuple):
     value: str
     # Names that were looked up in plain `$name` form and were undefined.
     undefined: frozenset[str]

@@ -22,8 +22,7 @@ the warnings of the real postconf.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from postharden.config.defaults import LEGACY_PARAMETERS, RAW_PARAMETERS, READ_ONLY_PARAMETERS
 from postharden.config.expand import ExpansionError, expand
@@ -152,8 +151,7 @@ def macro_names(value: str) -> list[str]:
     return names
 
 
-@dataclass(frozen=True, slots=True)
-class UnusedSetting:
+class UnusedSetting(NamedTuple):
     """A setting Postfix ignores: its name is neither built in nor used."""
 
     file: str  # "main.cf" or "master.cf"
@@ -162,8 +160,7 @@ class UnusedSetting:
     service: Service | None  # for master.cf: the service whose -o it is
 
 
-@dataclass(frozen=True, slots=True)
-class UndefinedReference:
+class UndefinedReference(NamedTuple):
     """`$name` in a value where name has no value anywhere (it expands to nothing)."""
 
     file: str  # where the referencing value is: "main.cf" or "master.cf"
@@ -172,8 +169,7 @@ class UndefinedReference:
     service: Service | None
 
 
-@dataclass(frozen=True, slots=True)
-class NameAnalysis:
+class NameAnalysis(NamedTuple):
     known: frozenset[str]  # built-in, service-defined and used user-defined global names
     unused: tuple[UnusedSetting, ...]
     undefined: tuple[UndefinedReference, ...]

@@ -18,8 +18,7 @@ from __future__ import annotations
 import difflib
 import enum
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from postharden.config.defaults import LEGACY_PARAMETERS, READ_ONLY_PARAMETERS
 from postharden.config.expand import ExpansionError
@@ -45,8 +44,7 @@ class Severity(enum.Enum):
         return {"error": 0, "warning": 1, "info": 2}[self.value]
 
 
-@dataclass(frozen=True, slots=True)
-class LintFinding:
+class LintFinding(NamedTuple):
     id: str
     severity: Severity
     file: str  # path of main.cf or master.cf

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import NamedTuple
 
 from postharden.config.syntax import (
     SPACE,
@@ -22,8 +23,7 @@ from postharden.config.syntax import (
 SERVICE_TYPES = ("unix", "fifo", "inet", "pass", "unix-dgram")
 
 
-@dataclass(frozen=True, slots=True)
-class Override:
+class Override(NamedTuple):
     """One `-o name=value` of a master.cf service."""
 
     name: str

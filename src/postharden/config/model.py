@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from postharden.config.defaults import (
     DYNAMIC_DEFAULTS,
@@ -43,8 +43,7 @@ _DYNAMIC_INPUTS: dict[str, frozenset[str]] = {
 _SERVICE_PARAMETERS = frozenset({"process_name", "service_name"})
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
+class Origin(NamedTuple):
     """Where a value comes from: `default`, `main.cf:LINE` or `master.cf:LINE`."""
 
     source: str
@@ -57,8 +56,7 @@ class Origin:
 DEFAULT = Origin("default")
 
 
-@dataclass(frozen=True, slots=True)
-class Definition:
+class Definition(NamedTuple):
     """One `name = value` entry of main.cf (a logical line)."""
 
     name: str
@@ -67,16 +65,14 @@ class Definition:
     last_line: int
 
 
-@dataclass(frozen=True, slots=True)
-class Parameter:
+class Parameter(NamedTuple):
     name: str
     value: str
     expanded: str
     origin: Origin
 
 
-@dataclass(frozen=True, slots=True)
-class ReadProblem:
+class ReadProblem(NamedTuple):
     """Something Postfix warns about while reading a file (not fatal)."""
 
     file: str

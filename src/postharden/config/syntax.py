@@ -15,14 +15,13 @@ Postfix rules (src/util/readlline.c, src/util/split_nameval.c):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # C isspace() in the "C" locale.
 SPACE = " \t\n\v\f\r"
 
 
-@dataclass(frozen=True, slots=True)
-class LogicalLine:
+class LogicalLine(NamedTuple):
     text: str
     first_line: int
     last_line: int
@@ -39,8 +38,7 @@ class LogicalLine:
         return found
 
 
-@dataclass(frozen=True, slots=True)
-class LineProblem:
+class LineProblem(NamedTuple):
     """Something Postfix warns about (or dies on) while reading a file."""
 
     line: int

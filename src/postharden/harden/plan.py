@@ -601,8 +601,10 @@ class _Planner:
                     rule,
                     service,
                     override.name,
-                    [f"-o mynetworks={override.value} trusted strangers on this service; "
-                     "without it the service trusts main.cf's mynetworks"],
+                    [
+                        f"-o mynetworks={override.value} trusted strangers on this service; "
+                        "without it the service trusts main.cf's mynetworks"
+                    ],
                 )
             elif dropped:
                 self.set_override(
@@ -771,9 +773,7 @@ def _network(token: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None
 def _covers(token: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
     mine = _network(token)
     return (
-        mine is not None
-        and mine.version == network.version
-        and network.subnet_of(mine)  # type: ignore[arg-type]
+        mine is not None and mine.version == network.version and network.subnet_of(mine)  # type: ignore[arg-type]
     )
 
 

@@ -27,7 +27,7 @@ the new configuration must show no open service.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from postharden.config import Definition, PostfixConfig, Service, split_list
 
@@ -274,7 +274,7 @@ def prove(before: PostfixConfig, after: PostfixConfig) -> Proof:
                 and offers_tls(after, after.service(flow.service))
             ):
                 reason = _tls_first(after, flow.service)
-                over_tls = engine_after.decide(flow.service, replace(context, tls=True))
+                over_tls = engine_after.decide(flow.service, context._replace(tls=True))
                 if reason is not None and over_tls.accepted:
                     intended = (
                         f"the plan asks for TLS before a login ({reason}): this SASL user "
