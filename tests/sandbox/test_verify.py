@@ -136,7 +136,8 @@ def test_done_criteria_and_cli(tmp_path: Path) -> None:
         "external-relay-refused": "pass",
     }
     result = subprocess.run(
-        [sys.executable, "-m", "postharden", "verify", "--config-dir", str(config), "--done"],
+        [sys.executable, "-m", "postharden", "verify", "--config-dir", str(config), "--done",
+         "--workers", "2", "--dns", "isolated"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr

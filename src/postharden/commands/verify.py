@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.config_dir.is_dir():
         raise SandboxError(f"{args.config_dir}: no such directory")
     if args.done:
-        done_report = done(args.config_dir, host=args.host)
+        done_report = done(args.config_dir, host=args.host, workers=args.workers, dns=args.dns)
         document: dict[str, Any] = done_report.as_dict()
         if args.format == "json":
             emit(json.dumps(document, indent=2))

@@ -432,8 +432,16 @@ def _too_wide(network: str) -> str | None:
     return None
 
 
-def done(config_dir: Path, *, host: str | None = None, timeout: float = 5.0) -> DoneReport:
-    report = verify(config_dir)
+def done(
+    config_dir: Path,
+    *,
+    host: str | None = None,
+    timeout: float = 5.0,
+    workers: int = 4,
+    dns: str = "isolated",
+) -> DoneReport:
+    """The runbook's Done criteria, from a `verify` run (`workers`, `dns` as there)."""
+    report = verify(config_dir, workers=workers, dns=dns)
     criteria: list[Criterion] = []
 
     # 1. reject_unauth_destination ahead of any permit: every service refuses an outside
