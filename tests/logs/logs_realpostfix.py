@@ -57,7 +57,8 @@ class Instance:
         self, addr: str, name: str, helo: str = "client.test", port: int | None = None
     ) -> smtplib.SMTP:
         """An SMTP session that Postfix treats as coming from ADDR (XCLIENT)."""
-        smtp = smtplib.SMTP("127.0.0.1", port or self.port, timeout=120)  # generous: CI runs two heavy workers on two cores
+        # a generous timeout: CI runs two heavy workers on two cores
+        smtp = smtplib.SMTP("127.0.0.1", port or self.port, timeout=120)
         smtp.ehlo("xclient.test")
         code, reply = smtp.docmd("XCLIENT", f"ADDR={addr} NAME={name} HELO={helo}")
         if code != 220:

@@ -1,38 +1,53 @@
 /* Compiled line scanner for `postharden logs` (see cscan.py and docs/commands/logs.md).
 
-   scan(block, stamp_cb, program_cb, reject_cb, tail_cb) walks a block of whole lines once.
-   A line it recognises (printable ASCII, classic syslog / maillog_file or RFC 3339 header,
-   a message of one of the frequent Postfix shapes) is counted straight into the tables
-   the report needs; every other line is returned as bytes for the exact Python parser.
-   Every rule below mirrors a rule of parser.py (the regex it stands for is quoted); where
-   the regex could backtrack into a different answer, the line is left to the parser.
-   Values that need Python's own arithmetic or text rules (the time of a stamp, whether a
-   program is Postfix's, the reason class of a reject text, the auth counts of a
-   disconnect) come from callbacks, called once per distinct value of a block. */
+   A Scanner walks blocks of whole lines. A line it recognises (printable ASCII, classic
+   syslog / maillog_file or RFC 3339 header, a message of one of the frequent Postfix
+   shapes) is counted straight into the tables the report needs; every other line is
+   returned as bytes for the exact Python parser. Every rule below mirrors a rule of
+   parser.py (the regex it stands for is quoted); where the regex could backtrack into a
+   different answer, the line is left to the parser. Values that need Python's own
+   arithmetic or text rules (the time of a stamp, whether a program is Postfix's, the auth
+   counts of a disconnect, where the reply text of an unusual reject starts) come from
+   callbacks, called once per distinct value and remembered across blocks.
+
+   Each block is counted into tables of its own (`blk`); `commit` adds them to the
+   tables of the range (`acc`), so a block the caller refuses (rescanned exactly) leaves
+   the range untouched, and `take` hands one table to Python as a dict in the order its
+   keys were first counted. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define MAX_SCAN_LINE 32768
+#define CACHE_LIMIT 16384 /* distinct values a callback cache remembers before it starts over */
 
-/* --- a small open-addressing table: bytes key -> counters ------------------------------ */
+/* --- a table: bytes key -> counters, entries in insertion order ------------------------ */
+
+#define INLINE_KEY 16 /* keys up to this long are kept in their entry (one cache line) */
 
 typedef struct {
     uint64_t h;
-    size_t off;
+    uint32_t off; /* of a longer key in the arena */
     uint32_t len;
-    uint32_t used;
+    char inl[INLINE_KEY];
     int64_t v[3];
-    int64_t aux;
-    double d;
+    union {
+        int64_t aux;
+        double d;
+    };
 } Ent;
 
 typedef struct {
-    Ent *e;
-    size_t cap, n;
+    uint64_t *slot; /* 0: free; else (high 32 bits of the hash) << 32 | (entry index + 1) */
+    size_t cap;     /* slots, a power of two, at least twice the entries */
+    Ent *e;         /* entries, in insertion order */
+    size_t n, ecap;
     char *arena;
     size_t alen, acap;
 } Tab;
@@ -58,100 +73,153 @@ static uint64_t hash_bytes(const char *p, size_t n) {
     return h;
 }
 
-static int tab_init(Tab *t, size_t cap) {
-    t->cap = cap;
-    t->n = 0;
-    t->e = PyMem_Calloc(cap, sizeof(Ent));
-    t->acap = 4096;
-    t->alen = 0;
+static int tab_init(Tab *t) {
+    memset(t, 0, sizeof *t);
+    t->cap = 64;
+    t->ecap = 32;
+    t->acap = 1024;
+    t->slot = PyMem_Calloc(t->cap, sizeof *t->slot);
+    t->e = PyMem_Malloc(t->ecap * sizeof *t->e);
     t->arena = PyMem_Malloc(t->acap);
-    return t->e && t->arena ? 0 : -1;
+    return t->slot && t->e && t->arena ? 0 : -1;
 }
 
 static void tab_free(Tab *t) {
+    PyMem_Free(t->slot);
     PyMem_Free(t->e);
     PyMem_Free(t->arena);
-    t->e = NULL;
-    t->arena = NULL;
+    memset(t, 0, sizeof *t);
+}
+
+static void tab_clear(Tab *t) {
+    if (t->n) memset(t->slot, 0, t->cap * sizeof *t->slot);
+    t->n = 0;
+    t->alen = 0;
 }
 
 static int tab_grow(Tab *t) {
     size_t cap = t->cap * 2;
-    Ent *e = PyMem_Calloc(cap, sizeof(Ent));
-    if (!e) return -1;
-    for (size_t i = 0; i < t->cap; i++) {
-        if (!t->e[i].used) continue;
-        size_t j = t->e[i].h & (cap - 1);
-        while (e[j].used) j = (j + 1) & (cap - 1);
-        e[j] = t->e[i];
+    uint64_t *slot = PyMem_Calloc(cap, sizeof *slot);
+    if (!slot) return -1;
+    for (size_t i = 0; i < t->n; i++) {
+        uint64_t h = t->e[i].h;
+        size_t j = h & (cap - 1);
+        while (slot[j]) j = (j + 1) & (cap - 1);
+        slot[j] = (h >> 32 << 32) | (uint64_t)(i + 1);
     }
-    PyMem_Free(t->e);
-    t->e = e;
+    PyMem_Free(t->slot);
+    t->slot = slot;
     t->cap = cap;
     return 0;
 }
 
-/* The entry of KEY (created with zero counters when new: *fresh = 1); NULL on no memory. */
-static Ent *tab_get(Tab *t, const char *k, size_t n, int *fresh) {
-    uint64_t h = hash_bytes(k, n);
-    size_t j = h & (t->cap - 1);
+static inline const char *key_of(const Tab *t, const Ent *x) {
+    return x->len <= INLINE_KEY ? x->inl : t->arena + x->off;
+}
+
+static inline int key_eq(const char *a, const char *b, size_t n) {
+    if (n >= 8 && n <= 16) { /* two overlapping words */
+        uint64_t x, y, u, v;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        memcpy(&u, a + n - 8, 8);
+        memcpy(&v, b + n - 8, 8);
+        return x == y && u == v;
+    }
+    return memcmp(a, b, n) == 0;
+}
+
+/* The entry of KEY with hash H (created with zero counters when new: *fresh = 1); NULL
+   (MemoryError set) on no memory. An entry pointer stays valid until the next new key of the same table. */
+static Ent *tab_get_h(Tab *t, const char *k, size_t n, uint64_t h, int *fresh) {
+    size_t mask = t->cap - 1, j = h & mask;
+    uint64_t tag = h >> 32 << 32;
     for (;;) {
-        Ent *x = &t->e[j];
-        if (!x->used) break;
-        if (x->h == h && x->len == n && memcmp(t->arena + x->off, k, n) == 0) {
-            *fresh = 0;
-            return x;
+        uint64_t sl = t->slot[j];
+        if (!sl) break;
+        if ((sl & 0xffffffff00000000ULL) == tag) {
+            Ent *x = &t->e[(uint32_t)sl - 1];
+            if (x->len == n && key_eq(key_of(t, x), k, n)) {
+                *fresh = 0;
+                return x;
+            }
         }
-        j = (j + 1) & (t->cap - 1);
+        j = (j + 1) & mask;
     }
+    if (n > UINT32_MAX || t->alen + n > UINT32_MAX || t->n + 1 >= UINT32_MAX) goto nomem;
     if ((t->n + 1) * 2 > t->cap) {
-        if (tab_grow(t) < 0) return NULL;
-        j = h & (t->cap - 1);
-        while (t->e[j].used) j = (j + 1) & (t->cap - 1);
+        if (tab_grow(t) < 0) goto nomem;
+        mask = t->cap - 1;
+        j = h & mask;
+        while (t->slot[j]) j = (j + 1) & mask;
     }
-    if (t->alen + n > t->acap) {
-        size_t acap = t->acap * 2;
-        while (acap < t->alen + n) acap *= 2;
-        char *a = PyMem_Realloc(t->arena, acap);
-        if (!a) return NULL;
-        t->arena = a;
-        t->acap = acap;
+    if (t->n == t->ecap) {
+        Ent *e = PyMem_Realloc(t->e, 2 * t->ecap * sizeof *e);
+        if (!e) goto nomem;
+        t->e = e;
+        t->ecap *= 2;
     }
-    memcpy(t->arena + t->alen, k, n);
-    Ent *x = &t->e[j];
-    memset(x, 0, sizeof(*x));
+    Ent *x = &t->e[t->n];
+    memset(x, 0, sizeof *x);
     x->h = h;
-    x->off = t->alen;
     x->len = (uint32_t)n;
-    x->used = 1;
-    t->alen += n;
+    if (n <= INLINE_KEY) {
+        memcpy(x->inl, k, n);
+    } else {
+        if (t->alen + n > t->acap) {
+            size_t acap = t->acap * 2;
+            while (acap < t->alen + n) acap *= 2;
+            char *a = PyMem_Realloc(t->arena, acap);
+            if (!a) goto nomem;
+            t->arena = a;
+            t->acap = acap;
+        }
+        memcpy(t->arena + t->alen, k, n);
+        x->off = (uint32_t)t->alen;
+        t->alen += n;
+    }
+    t->slot[j] = tag | (uint64_t)(t->n + 1);
     t->n++;
     *fresh = 1;
     return x;
+nomem:
+    PyErr_NoMemory();
+    return NULL;
 }
 
-/* --- tables of one scan ---------------------------------------------------------------- */
+static Ent *tab_get(Tab *t, const char *k, size_t n, int *fresh) {
+    return tab_get_h(t, k, n, hash_bytes(k, n), fresh);
+}
+
+/* --- the tables -------------------------------------------------------------------------- */
 
 enum {
     T_SASL_CLIENT, T_SASL_TAIL, T_SASL_MECH, T_RELAY_CLIENT, T_REJECT_CLIENT, T_REJECT_STAGE,
     T_TLS, T_DELIVERIES, T_DEFERRED_DOMAIN, T_BOUNCED_DOMAIN, T_LOGIN_USER, T_LOGIN_USER_CLIENT,
     T_LOGIN_USER_HOUR, T_AUTH_FAIL_DISC, T_CONN_PROBLEMS, T_POSTSCREEN, T_WARNINGS,
-    N_COUNT_TABLES,
-    /* with more than a count: */
-    T_REJECT_TEXT = N_COUNT_TABLES, /* action\0text -> count; aux = flags from reject_cb */
-    T_SENDER,                      /* sender -> messages, bytes, recipients */
-    T_HOURLY,                      /* 8-byte hour -> rejects, relay_denied, sasl_failures */
-    T_STAMP,                       /* stamp -> d = seconds, aux = hour, v = flag, month */
-    T_PROGRAM,                     /* program -> aux = is Postfix */
-    T_DISC_TAIL,                   /* disconnect tail -> aux = auth failures */
-    N_TABLES
+    T_REJECT_REASON, T_REJECT_RBL, T_POLICY_SERVERS, T_OTHER_ACTIONS,
+    T_SENDER, /* sender -> messages, bytes, recipients */
+    N_TABLES, /* the tables Python sees by name (TABLES) and may take one by one */
+    T_HOURLY = N_TABLES, /* 8-byte hour -> rejects, relay_denied, sasl_failures */
+    N_PART_TABLES
 };
 
-static const char *TABLE_NAMES[N_COUNT_TABLES] = {
+static const char *const TABLE_NAMES[N_TABLES] = {
     "sasl_fail_client", "sasl_tail", "sasl_fail_mech", "relay_client", "reject_client",
     "reject_stage", "tls_protocols", "deliveries", "deferred_domain", "bounced_domain",
     "login_user", "login_user_client", "login_user_hour", "auth_fail_disconnect",
-    "connection_problems", "postscreen", "warnings",
+    "connection_problems", "postscreen", "warnings", "reject_reason", "reject_rbl",
+    "policy_servers", "other_actions", "sender",
+};
+
+/* Caches of callback answers and rule results, kept across blocks. */
+enum {
+    C_REJECT_TEXT, /* reply text -> aux = -1 (left to the parser) or 1, v = reason, list name */
+    C_REPLY_TEXT,  /* the same for the text after the client of another reply shape */
+    C_STAMP,       /* stamp -> d = seconds, v = usable, month */
+    C_PROGRAM,     /* program -> aux = is Postfix */
+    C_DISC_TAIL,   /* disconnect tail -> aux = auth failures */
+    N_CACHES
 };
 
 enum {
@@ -161,30 +229,89 @@ enum {
     K_BOUNCE_NOTICE, K_DELIVERY_PROBLEM, K_LIFECYCLE, K_WARNING, K_RATE_LIMIT, N_KINDS
 };
 
+/* What a block (blk) or a range (acc) counted. */
 typedef struct {
-    Tab t[N_TABLES];
+    Tab t[N_PART_TABLES];
     int64_t kinds[N_KINDS];
     int64_t lines, postfix, other;
+    int64_t bytes, rcpts; /* sums over T_SENDER: no entry can overflow while these do not */
     double tmin, tmax;
     int have_t;
+} Part;
+
+typedef struct {
+    PyObject_HEAD
+    Part blk, acc;
+    Tab c[N_CACHES];
+    PyObject *stamp_cb, *program_cb, *tail_cb, *reply_cb;
+    int ready;
+    /* the block being scanned */
+    int year;
+    double since, until;
+    int has_since, has_until;
     unsigned months;
     int unsure;
     PyObject *odd;
-    PyObject *stamp_cb, *program_cb, *reject_cb, *tail_cb;
-    double since, until;
-    int has_since, has_until;
     /* the last hour key and its entry: consecutive lines mostly share it */
     char last_key[64];
     size_t last_keyn;
-    Ent *last_hour;
+    Py_ssize_t last_hour; /* entry index in C_STAMP, -1: none */
+    /* the last hour counted into the block's T_HOURLY, and its entry (-1: none) */
+    int64_t hour;
+    Py_ssize_t hour_entry;
+    /* the decimal text of the last hour of a SASL login (0 characters: none) */
+    int64_t hour_of_text;
+    char hour_text[24];
+    size_t hour_textn;
 } Scan;
 
-static int count(Scan *s, int table, const char *k, size_t n, int64_t by) {
+static int part_init(Part *p) {
+    memset(p, 0, sizeof *p);
+    for (int i = 0; i < N_PART_TABLES; i++)
+        if (tab_init(&p->t[i]) < 0) return -1;
+    return 0;
+}
+
+static void part_free(Part *p) {
+    for (int i = 0; i < N_PART_TABLES; i++) tab_free(&p->t[i]);
+}
+
+static void part_clear(Part *p) {
+    for (int i = 0; i < N_PART_TABLES; i++) tab_clear(&p->t[i]);
+    memset(p->kinds, 0, sizeof p->kinds);
+    p->lines = p->postfix = p->other = p->bytes = p->rcpts = 0;
+    p->tmin = p->tmax = 0;
+    p->have_t = 0;
+}
+
+/* The entry of KEY in cache C; a full cache starts over (its values are pure functions of
+   the key). */
+static Ent *cache_get(Scan *s, int c, const char *k, size_t n, int *fresh) {
+    Tab *t = &s->c[c];
+    if (t->n >= CACHE_LIMIT) {
+        tab_clear(t);
+        if (c == C_STAMP) s->last_hour = -1;
+    }
+    return tab_get(t, k, n, fresh);
+}
+
+/* A callback failed: forget its cache (the entry it was filling is not valid). */
+static int cache_fail(Scan *s, int c) {
+    tab_clear(&s->c[c]);
+    if (c == C_STAMP) s->last_hour = -1;
+    return -1;
+}
+
+static int count_h(Scan *s, int table, const char *k, size_t n, uint64_t h, int64_t by) {
     int fresh;
-    Ent *x = tab_get(&s->t[table], k, n, &fresh);
+    Ent *x = tab_get_h(&s->blk.t[table], k, n, h, &fresh);
     if (!x) return -1;
     x->v[0] += by;
     return 0;
+}
+
+static int count(Scan *s, int table, const char *k, size_t n, int64_t by) {
+    return count_h(s, table, k, n, hash_bytes(k, n), by);
 }
 
 static int count2(Scan *s, int table, const char *a, size_t an, char sep, const char *b,
@@ -206,14 +333,74 @@ static int count2(Scan *s, int table, const char *a, size_t an, char sep, const 
 #define ISUPPER(c) ((unsigned char)((c) - 'A') < 26)
 #define ISLOWER(c) ((unsigned char)((c) - 'a') < 26)
 
+/* Character classes, for the loops that walk a line byte by byte. */
+enum { CL_DIGIT = 1, CL_UPPER = 2, CL_LOWER = 4, CL_ACTION = 8, CL_PROGRAM_END = 16 };
+static unsigned char CLS[256];
+
+static void init_classes(void) {
+    for (int c = 0; c < 256; c++) {
+        unsigned char k = 0;
+        if (ISDIGIT(c)) k |= CL_DIGIT;
+        if (ISUPPER(c)) k |= CL_UPPER;
+        if (ISLOWER(c)) k |= CL_LOWER | CL_ACTION;
+        if (c == '_' || c == '-') k |= CL_ACTION;
+        if (c == ' ' || c == '[' || c == ':') k |= CL_PROGRAM_END;
+        CLS[c] = k;
+    }
+}
+#define CL(c) CLS[(unsigned char)(c)]
+
 static int starts(const char *p, const char *e, const char *lit, size_t n) {
     return (size_t)(e - p) >= n && memcmp(p, lit, n) == 0;
 }
 #define STARTS(p, e, lit) starts((p), (e), (lit), sizeof(lit) - 1)
 
-static const char *find(const char *p, const char *e, const char *lit, size_t n) {
+/* The first byte of [p, e) that is A, B or C (e when none): 16 bytes at a time where SSE2
+   is (a byte loop costs several times more per byte). */
+static inline const char *upto3(const char *p, const char *e, char a, char b, char c) {
+#if defined(__SSE2__)
+    const __m128i va = _mm_set1_epi8(a), vb = _mm_set1_epi8(b), vc = _mm_set1_epi8(c);
+    while (e - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, va), _mm_cmpeq_epi8(v, vb)),
+                                   _mm_cmpeq_epi8(v, vc));
+        unsigned m = (unsigned)_mm_movemask_epi8(hit);
+        if (m) return p + __builtin_ctz(m);
+        p += 16;
+    }
+#endif
+    while (p < e && *p != a && *p != b && *p != c) p++;
+    return p;
+}
+#define UPTO1(p, e, a) upto3((p), (e), (a), (a), (a))
+#define UPTO2(p, e, a, b) upto3((p), (e), (a), (b), (b))
+
+/* The end of the run of ASCII digits at p. */
+static inline const char *digits(const char *p, const char *e) {
+#if defined(__SSE2__)
+    const __m128i zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9);
+    while (e - p >= 16) {
+        __m128i x = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)p), zero);
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(x, nine), x));
+        if (m != 0xffff) return p + __builtin_ctz(~m);
+        p += 16;
+    }
+#endif
+    while (p < e && ISDIGIT(*p)) p++;
+    return p;
+}
+
+/* The first LIT in [p, e), or NULL: candidates by its first byte that is not a space. */
+static inline const char *find(const char *p, const char *e, const char *lit, size_t n) {
     if ((size_t)(e - p) < n) return NULL;
-    return memmem(p, (size_t)(e - p), lit, n);
+    size_t k = lit[0] == ' ' && n > 1 ? 1 : 0;
+    const char *q = p + k, *last = e - n + k; /* where lit[k] can be */
+    for (;;) {
+        q = UPTO1(q, last + 1, lit[k]);
+        if (q > last) return NULL;
+        if (memcmp(q - k, lit, n) == 0) return q - k;
+        q++;
+    }
 }
 #define FIND(p, e, lit) find((p), (e), (lit), sizeof(lit) - 1)
 
@@ -235,24 +422,20 @@ static int has_ci(const char *p, const char *e, const char *lower_lit) {
 /* CLIENT = `([^\s\[\]]*)\[([^\]]*)\](?::\d+)?` (the line has no other whitespace than
    spaces; spaces inside the brackets are left to the parser). */
 static const char *client(const char *p, const char *e, const char **ip, size_t *ipn) {
-    while (p < e && *p != ' ' && *p != '[' && *p != ']') p++;
+    p = upto3(p, e, ' ', '[', ']');
     if (p >= e || *p != '[') return NULL;
     const char *a = ++p;
-    while (p < e && *p != ']' && *p != ' ') p++;
+    p = UPTO2(p, e, ']', ' ');
     if (p >= e || *p != ']') return NULL;
     *ip = a;
     *ipn = (size_t)(p - a);
     p++;
-    if (p + 1 < e && *p == ':' && ISDIGIT(p[1])) {
-        p++;
-        while (p < e && ISDIGIT(*p)) p++;
-    }
+    if (p + 1 < e && *p == ':' && ISDIGIT(p[1])) p = digits(p + 1, e);
     return p;
 }
 
 static const char *token_end(const char *p, const char *e) {
-    while (p < e && *p != ' ') p++;
-    return p;
+    return UPTO1(p, e, ' ');
 }
 
 /* --- per-line context ----------------------------------------------------------------- */
@@ -274,8 +457,34 @@ static int ip_key(const char *ip, size_t n, const char **k, size_t *kn) {
 }
 
 static Ent *hourly(Scan *s, int64_t hour) {
+    Tab *t = &s->blk.t[T_HOURLY];
+    if (s->hour_entry >= 0 && hour == s->hour) return &t->e[s->hour_entry];
     int fresh;
-    return tab_get(&s->t[T_HOURLY], (const char *)&hour, sizeof hour, &fresh);
+    Ent *x = tab_get(t, (const char *)&hour, sizeof hour, &fresh);
+    if (x) {
+        s->hour = hour;
+        s->hour_entry = x - t->e;
+    }
+    return x;
+}
+
+/* The decimal digits of the hour of a SASL login (str(int) in Python). */
+static size_t hour_digits(Scan *s, int64_t hour, const char **out) {
+    if (s->hour_textn == 0 || hour != s->hour_of_text) {
+        char tmp[24];
+        size_t n = 0;
+        uint64_t u = hour < 0 ? (uint64_t)0 - (uint64_t)hour : (uint64_t)hour;
+        do {
+            tmp[n++] = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        if (hour < 0) tmp[n++] = '-';
+        for (size_t i = 0; i < n; i++) s->hour_text[i] = tmp[n - 1 - i];
+        s->hour_textn = n;
+        s->hour_of_text = hour;
+    }
+    *out = s->hour_text;
+    return s->hour_textn;
 }
 
 /* Message rules. Each returns 1 when the line was counted, 0 to leave it to the parser,
@@ -286,7 +495,7 @@ static int queued(Scan *s, const char *p, const char *e) {
     p += 5;
     if (p < e && *p == '<') p++;
     const char *a = p;
-    while (p < e && *p != '>' && *p != ',') p++;
+    p = UPTO2(p, e, '>', ',');
     size_t an = (size_t)(p - a);
     if (p < e && *p == '>') p++;
     if (!STARTS(p, e, ", size=")) return 0;
@@ -310,13 +519,15 @@ static int queued(Scan *s, const char *p, const char *e) {
         an = 2;
     }
     int fresh;
-    Ent *x = tab_get(&s->t[T_SENDER], a, an, &fresh);
+    Ent *x = tab_get(&s->blk.t[T_SENDER], a, an, &fresh);
     if (!x) return -1;
     x->v[0] += 1;
     if (__builtin_add_overflow(x->v[1], size, &x->v[1]) ||
-        __builtin_add_overflow(x->v[2], nrcpt, &x->v[2]))
+        __builtin_add_overflow(x->v[2], nrcpt, &x->v[2]) ||
+        __builtin_add_overflow(s->blk.bytes, size, &s->blk.bytes) ||
+        __builtin_add_overflow(s->blk.rcpts, nrcpt, &s->blk.rcpts))
         s->unsure = 1;
-    s->kinds[K_QUEUED]++;
+    s->blk.kinds[K_QUEUED]++;
     return 1;
 }
 
@@ -324,14 +535,14 @@ static int expired(Scan *s, const char *p, const char *e) {
     /* `from=<?([^>,]*)>?, status=(\S*expired)` (after `_QUEUED` failed) */
     p += 5;
     if (p < e && *p == '<') p++;
-    while (p < e && *p != '>' && *p != ',') p++;
+    p = UPTO2(p, e, '>', ',');
     if (p < e && *p == '>') p++;
     if (!STARTS(p, e, ", status=")) return 0;
     p += 9;
     const char *t = token_end(p, e);
     if (!FIND(p, t, "expired")) return 0;
     if (count(s, T_DELIVERIES, "expired", 7, 1) < 0) return -1;
-    s->kinds[K_EXPIRED]++;
+    s->blk.kinds[K_EXPIRED]++;
     return 1;
 }
 
@@ -341,7 +552,7 @@ static int delivery(Scan *s, const char *p, const char *e) {
     p += 3;
     if (p < e && *p == '<') p++;
     const char *rcpt = p;
-    while (p < e && *p != '>' && *p != ',') p++;
+    p = UPTO2(p, e, '>', ',');
     size_t rn = (size_t)(p - rcpt);
     if (p < e && *p == '>') p++;
     if (!STARTS(p, e, ", ")) return 0;
@@ -349,13 +560,13 @@ static int delivery(Scan *s, const char *p, const char *e) {
     if (STARTS(p, e, "orig_to=")) {
         const char *q = p + 8;
         if (q < e && *q == '<') q++;
-        while (q < e && *q != '>' && *q != ',') q++;
+        q = UPTO2(q, e, '>', ',');
         if (q < e && *q == '>') q++;
         if (STARTS(q, e, ", ")) p = q + 2;
     }
     if (!STARTS(p, e, "relay=")) return 0;
     p += 6;
-    while (p < e && *p != ',') p++;
+    p = UPTO1(p, e, ',');
     if (!STARTS(p, e, ", ")) return 0;
     p += 2;
     const char *st = NULL, *se = NULL;
@@ -365,12 +576,12 @@ static int delivery(Scan *s, const char *p, const char *e) {
         q++;
         if (!(q < e && *q == '.')) continue;
         q++;
-        int n = 0;
-        while (q < e && ISDIGIT(*q)) q++, n++;
+        int n = (int)(digits(q, e) - q);
+        q += n;
         if (n < 1 || n > 3 || !(q < e && *q == '.')) continue;
         q++;
-        n = 0;
-        while (q < e && ISDIGIT(*q)) q++, n++;
+        n = (int)(digits(q, e) - q);
+        q += n;
         if (n < 1 || n > 3 || !STARTS(q, e, ", status=")) continue;
         q += 9;
         const char *t = token_end(q, e);
@@ -413,7 +624,7 @@ static int delivery(Scan *s, const char *p, const char *e) {
         }
         if (count(s, table, dom, dn, 1) < 0) return -1;
     }
-    s->kinds[K_DELIVERY]++;
+    s->blk.kinds[K_DELIVERY]++;
     return 1;
 }
 
@@ -425,7 +636,7 @@ static int client_line(Scan *s, const char *p, const char *e, When *w) {
     if (!p) return 0;
     if (STARTS(p, e, ", sasl_method=")) {
         const char *q = p + 14;
-        while (q < e && *q != ',' && *q != ' ') q++;
+        q = UPTO2(q, e, ',', ' ');
         if (q > p + 14) p = q;
     }
     const char *user = NULL;
@@ -433,42 +644,173 @@ static int client_line(Scan *s, const char *p, const char *e, When *w) {
     if (STARTS(p, e, ", sasl_username=")) {
         user = p + 16;
         const char *q = user;
-        while (q < e && *q != ',') q++;
+        q = UPTO1(q, e, ',');
         un = (size_t)(q - user);
     }
     if (!un) {
-        s->kinds[K_CLIENT]++;
+        s->blk.kinds[K_CLIENT]++;
         return 1;
     }
     const char *k;
     size_t kn;
     ip_key(ip, ipn, &k, &kn);
-    char hb[32];
-    int hn = snprintf(hb, sizeof hb, "%lld", (long long)w->hour);
+    const char *hb;
+    size_t hn = hour_digits(s, w->hour, &hb);
     if (count(s, T_LOGIN_USER, user, un, 1) < 0 ||
         count2(s, T_LOGIN_USER_CLIENT, user, un, '\0', k, kn) < 0 ||
-        count2(s, T_LOGIN_USER_HOUR, user, un, '\0', hb, (size_t)hn) < 0)
+        count2(s, T_LOGIN_USER_HOUR, user, un, '\0', hb, hn) < 0)
         return -1;
-    s->kinds[K_SASL_LOGIN]++;
+    s->blk.kinds[K_SASL_LOGIN]++;
     return 1;
 }
 
-static const char *const STAGES[] = {"CONNECT", "HELO", "EHLO", "MAIL", "RCPT", "DATA", "BDAT",
-                                     "END-OF-MESSAGE", "VRFY", "ETRN", "AUTH", "STARTTLS"};
+
+/* --- reject reasons: parser.classify_reason ------------------------------------------------ */
+
+enum {
+    R_RELAY_DENIED, R_RBL, R_UNKNOWN_USER, R_POLICY_SERVICE, R_GREYLISTING, R_SMUGGLING,
+    R_PIPELINING, R_SIZE, R_SENDER_LOGIN_MISMATCH, R_CLIENT_HOSTNAME, R_CLIENT_ACCESS, R_HELO,
+    R_SENDER_DOMAIN, R_SENDER_SYNTAX, R_SENDER_ACCESS, R_RECIPIENT_DOMAIN, R_RECIPIENT_SYNTAX,
+    R_RECIPIENT_ACCESS, R_PROTOCOL, R_TOO_MANY_CONNECTIONS, R_STORAGE, R_RATE, R_ACCESS,
+    R_OTHER, R_MILTER, N_REASONS
+};
+
+static const char *const REASON_NAMES[N_REASONS] = {
+    "relay_denied", "rbl", "unknown_user", "policy_service", "greylisting", "smuggling",
+    "pipelining", "size", "sender_login_mismatch", "client_hostname", "client_access", "helo",
+    "sender_domain", "sender_syntax", "sender_access", "recipient_domain", "recipient_syntax",
+    "recipient_access", "protocol", "too_many_connections", "storage", "rate", "access",
+    "other", "milter",
+};
+
+#define MAX_REJECT_TEXT 4200
+
+/* The reason class of a printable-ASCII reply text (ASCII lower case is str.lower() there)
+   and, for "rbl", where its list name is: `blocked using ([^;,\s]+)` searched in the text
+   as it is (*dlen = 0: no name). -1 when the text is too long for the buffer. */
+static int classify(const char *t, size_t n, size_t *doff, size_t *dlen) {
+    char low[MAX_REJECT_TEXT];
+    if (n > sizeof low) return -1;
+    for (size_t i = 0; i < n; i++) low[i] = ISUPPER(t[i]) ? (char)(t[i] + 32) : t[i];
+    const char *e = low + n;
+#define HAS(lit) (FIND(low, e, lit) != NULL)
+    *dlen = 0;
+    if (HAS("relay access denied")) return R_RELAY_DENIED;
+    if (HAS("blocked using")) {
+        const char *te = t + n;
+        for (const char *q = FIND(t, te, "blocked using "); q; q = FIND(q + 1, te, "blocked using ")) {
+            const char *a = q + 14, *z = a;
+            while (z < te && *z != ';' && *z != ',' && *z != ' ') z++;
+            if (z > a) {
+                *doff = (size_t)(a - t);
+                *dlen = (size_t)(z - a);
+                break;
+            }
+        }
+        return R_RBL;
+    }
+    if (HAS("user unknown") || HAS("unknown user") || HAS("mailbox unavailable"))
+        return R_UNKNOWN_USER;
+    if (HAS("server configuration problem") || HAS("server configuration error"))
+        return R_POLICY_SERVICE;
+    if (HAS("greylist")) return R_GREYLISTING;
+    if (HAS("bare <lf>") || HAS("bare newline")) return R_SMUGGLING;
+    if (HAS("pipelining")) return R_PIPELINING;
+    if (HAS("message size exceeds") || HAS("too big")) return R_SIZE;
+    if (HAS("not owned by user")) return R_SENDER_LOGIN_MISMATCH;
+    if (HAS("client host rejected"))
+        return HAS("cannot find your") || HAS("reverse hostname") ? R_CLIENT_HOSTNAME
+                                                                  : R_CLIENT_ACCESS;
+    if (HAS("helo command rejected")) return R_HELO;
+    if (HAS("sender address rejected"))
+        return HAS("domain not found")       ? R_SENDER_DOMAIN
+               : HAS("need fully-qualified") ? R_SENDER_SYNTAX
+                                             : R_SENDER_ACCESS;
+    if (HAS("recipient address rejected"))
+        return HAS("domain not found")       ? R_RECIPIENT_DOMAIN
+               : HAS("need fully-qualified") ? R_RECIPIENT_SYNTAX
+                                             : R_RECIPIENT_ACCESS;
+    if (HAS("protocol error")) return R_PROTOCOL;
+    if (HAS("too many connections") || HAS("all server ports busy")) return R_TOO_MANY_CONNECTIONS;
+    if (HAS("insufficient system storage")) return R_STORAGE;
+    if (HAS("too many recipients") || HAS("rate limit")) return R_RATE;
+    if (HAS("access denied")) return R_ACCESS;
+    return R_OTHER;
+#undef HAS
+}
+
+static const char *const REJECT_ACTIONS[] = {"reject", "milter-reject", "proxy-reject", "defer",
+                                             "defer_if_permit"};
+
+static int is_reject_action(const char *act, size_t actn) {
+    for (size_t i = 0; i < sizeof REJECT_ACTIONS / sizeof *REJECT_ACTIONS; i++)
+        if (strlen(REJECT_ACTIONS[i]) == actn && memcmp(REJECT_ACTIONS[i], act, actn) == 0)
+            return 1;
+    return 0;
+}
+
+/* The class of a reject text (of a reject action) into cache entry X: aux -1 when the text
+   could move the parser's split (the line goes to the parser), else 1 with v = (reason,
+   offset and length of the RBL list name). Mode 0: TEXT is the reply text after
+   `NNN N.N.N [<addr>: ]`, up to the envelope; mode 1: everything after the client, whose
+   reply text parser._reject finds with its regexes (reply_cb -> (start, end)). */
+static int text_class(Scan *s, const char *text, size_t tn, int mode, Ent *x) {
+    const char *te = text + tn;
+    x->aux = -1;
+    if (FIND(text, te, " from ") ||
+        (mode == 0 && (FIND(text, te, "from=<") || FIND(text, te, "to=<") ||
+                       FIND(text, te, "proto="))))
+        return 0;
+    size_t start = 0, end = tn;
+    if (mode) {
+        PyObject *r = PyObject_CallFunction(s->reply_cb, "y#", text, (Py_ssize_t)tn);
+        if (!r) return -1;
+        Py_ssize_t a, b;
+        int ok = PyArg_ParseTuple(r, "nn", &a, &b);
+        Py_DECREF(r);
+        if (!ok) return -1;
+        if (a < 0 || b < a || (size_t)b > tn) {
+            PyErr_SetString(PyExc_ValueError, "reply_cb: span outside the text");
+            return -1;
+        }
+        start = (size_t)a;
+        end = (size_t)b;
+    }
+    size_t doff = 0, dlen = 0;
+    int reason = classify(text + start, end - start, &doff, &dlen);
+    if (reason < 0) return 0;
+    x->aux = 1;
+    x->v[0] = reason;
+    x->v[1] = (int64_t)(start + doff);
+    x->v[2] = (int64_t)dlen;
+    return 0;
+}
+
+#define N_STAGES 12
+static const char *const STAGES[N_STAGES] = {"CONNECT", "HELO", "EHLO", "MAIL", "RCPT", "DATA",
+                                             "BDAT", "END-OF-MESSAGE", "VRFY", "ETRN", "AUTH",
+                                             "STARTTLS"};
+static uint64_t STAGE_HASH[N_STAGES], REASON_HASH[N_REASONS];
+
+static void init_hashes(void) {
+    for (int i = 0; i < N_STAGES; i++) STAGE_HASH[i] = hash_bytes(STAGES[i], strlen(STAGES[i]));
+    for (int i = 0; i < N_REASONS; i++)
+        REASON_HASH[i] = hash_bytes(REASON_NAMES[i], strlen(REASON_NAMES[i]));
+}
 
 static int reject(Scan *s, const char *p, const char *e, When *w) {
     /* `([a-z][a-z_-]*): (STAGE) (?:(.*?) )?from CLIENT(?:: |; |$)(.*)$`, then
        `_ENVELOPE.search` and `_REPLY.match` on the rest (see fastscan.py). */
     const char *act = p;
-    while (p < e && (ISLOWER(*p) || *p == '_' || *p == '-')) p++;
+    while (p < e && (CL(*p) & CL_ACTION)) p++;
     size_t actn = (size_t)(p - act);
     if (actn > 28 || !STARTS(p, e, ": ")) return 0;
     p += 2;
     const char *stage = p;
-    size_t stn = 0;
-    for (size_t i = 0; i < sizeof STAGES / sizeof *STAGES; i++) {
-        size_t n = strlen(STAGES[i]);
-        if (starts(p, e, STAGES[i], n) && starts(p + n, e, " from ", 6)) {
+    size_t stn = 0, si;
+    for (si = 0; si < N_STAGES; si++) {
+        size_t n = strlen(STAGES[si]);
+        if (starts(p, e, STAGES[si], n) && starts(p + n, e, " from ", 6)) {
             stn = n;
             break;
         }
@@ -487,18 +829,18 @@ static int reject(Scan *s, const char *p, const char *e, When *w) {
         !ISDIGIT(p[4]) || p[5] != '.')
         goto whole;
     p += 6;
-    int n = 0;
-    while (p < e && ISDIGIT(*p)) p++, n++;
+    int n = (int)(digits(p, e) - p);
+    p += n;
     if (n < 1 || n > 3 || !(p < e && *p == '.')) goto whole;
     p++;
-    n = 0;
-    while (p < e && ISDIGIT(*p)) p++, n++;
+    n = (int)(digits(p, e) - p);
+    p += n;
     if (n < 1 || n > 3 || !(p < e && *p == ' ')) goto whole;
     p++;
     /* `<addr>: `: an address with a one-word reason trigger could change the class */
     if (p < e && *p == '<') {
         const char *q = p + 1;
-        while (q < e && *q != '>' && *q != ' ' && *q != '<') q++;
+        q = upto3(q, e, '>', ' ', '<');
         if (STARTS(q, e, ">: ")) {
             if (has_ci(p, q, "greylist") || has_ci(p, q, "pipelining")) goto whole;
             p = q + 3;
@@ -512,12 +854,12 @@ static int reject(Scan *s, const char *p, const char *e, When *w) {
         const char *r = q + 2;
         if (STARTS(r, e, "from=<")) {
             const char *z = r + 6;
-            while (z < e && *z != '>' && *z != ' ') z++;
+            z = UPTO2(z, e, '>', ' ');
             if (STARTS(z, e, "> ")) r = z + 2;
         }
         if (STARTS(r, e, "to=<")) {
             const char *z = r + 4;
-            while (z < e && *z != '>' && *z != ' ') z++;
+            z = UPTO2(z, e, '>', ' ');
             if (STARTS(z, e, "> ")) r = z + 2;
         }
         if (!STARTS(r, e, "proto=")) continue;
@@ -527,7 +869,7 @@ static int reject(Scan *s, const char *p, const char *e, When *w) {
         if (z != e) {
             if (!STARTS(z, e, " helo=<")) continue;
             const char *h = z + 7;
-            while (h < e && *h != '>' && *h != ' ') h++;
+            h = UPTO2(h, e, '>', ' ');
             if (!(h + 1 == e && *h == '>')) continue;
         }
         te = q;
@@ -536,53 +878,51 @@ static int reject(Scan *s, const char *p, const char *e, When *w) {
     if (!te) goto whole;
     goto keyed;
 whole:
-    /* another reply shape: the callback gets everything after the client and does what
-       parser._reject does with it (envelope, reply code, DSN) */
+    /* another reply shape: reply_cb finds the reply text in everything after the client
+       as parser._reject does (envelope, reply code, DSN) */
     mode = 1;
     text = rest;
     te = e;
 keyed:;
     size_t tn = (size_t)(te - text);
-    char buf[4200];
-    if (actn + 2 + tn > sizeof buf) return 0;
-    buf[0] = (char)mode;
-    memcpy(buf + 1, act, actn);
-    buf[actn + 1] = '\0';
-    memcpy(buf + actn + 2, text, tn);
-    int fresh;
-    Ent *x = tab_get(&s->t[T_REJECT_TEXT], buf, actn + 2 + tn, &fresh);
-    if (!x) return -1;
-    if (fresh) {
-        PyObject *a = PyBytes_FromStringAndSize(act, (Py_ssize_t)actn);
-        PyObject *t = PyBytes_FromStringAndSize(text, (Py_ssize_t)tn);
-        PyObject *r = a && t ? PyObject_CallFunction(s->reject_cb, "OOi", a, t, mode) : NULL;
-        Py_XDECREF(a);
-        Py_XDECREF(t);
-        if (!r) return -1;
-        x->aux = PyLong_AsLong(r);
-        Py_DECREF(r);
-        if (x->aux == -1 && PyErr_Occurred()) return -1;
+    if (tn > MAX_REJECT_TEXT) return 0;
+    if (!is_reject_action(act, actn)) {
+        s->blk.kinds[K_REJECT]++;
+        return count(s, T_OTHER_ACTIONS, act, actn, 1) < 0 ? -1 : 1;
     }
+    int fresh, c = mode ? C_REPLY_TEXT : C_REJECT_TEXT;
+    Ent *x = cache_get(s, c, text, tn, &fresh);
+    if (!x) return -1;
+    if (fresh && text_class(s, text, tn, mode, x) < 0) return cache_fail(s, c);
     if (x->aux < 0) return 0; /* a text that could move the parser's split */
-    x->v[0]++;
-    s->kinds[K_REJECT]++;
-    if (x->aux & 1) {
-        const char *k;
-        size_t kn;
-        ip_key(ip, ipn, &k, &kn);
-        if (count(s, T_REJECT_CLIENT, k, kn, 1) < 0 || count(s, T_REJECT_STAGE, stage, stn, 1) < 0)
-            return -1;
-        Ent *h = hourly(s, w->hour);
-        if (!h) return -1;
-        h->v[0]++;
-        if (x->aux & 2) {
-            if (count(s, T_RELAY_CLIENT, k, kn, 1) < 0) return -1;
-            h->v[1]++;
-        }
+    int reason = (int)x->v[0];
+    size_t doff = (size_t)x->v[1], dlen = (size_t)x->v[2];
+    if (actn == 13 && memcmp(act, "milter-reject", 13) == 0) {
+        reason = reason == R_GREYLISTING ? R_GREYLISTING : R_MILTER;
+        dlen = 0;
+    }
+    s->blk.kinds[K_REJECT]++;
+    const char *k;
+    size_t kn;
+    ip_key(ip, ipn, &k, &kn);
+    uint64_t kh = hash_bytes(k, kn);
+    const char *rn = REASON_NAMES[reason];
+    if (count_h(s, T_REJECT_REASON, rn, strlen(rn), REASON_HASH[reason], 1) < 0 ||
+        count_h(s, T_REJECT_CLIENT, k, kn, kh, 1) < 0 ||
+        count_h(s, T_REJECT_STAGE, stage, stn, STAGE_HASH[si], 1) < 0)
+        return -1;
+    if (reason == R_RBL && dlen && count(s, T_REJECT_RBL, text + doff, dlen, 1) < 0) return -1;
+    if (reason == R_POLICY_SERVICE && count(s, T_POLICY_SERVERS, "(451 4.3.5 reply)", 17, 1) < 0)
+        return -1;
+    Ent *h = hourly(s, w->hour);
+    if (!h) return -1;
+    h->v[0]++;
+    if (reason == R_RELAY_DENIED) {
+        if (count_h(s, T_RELAY_CLIENT, k, kn, kh, 1) < 0) return -1;
+        h->v[1]++;
     }
     return 1;
 }
-
 static int sasl(Scan *s, const char *p, const char *e, When *w) {
     /* `CLIENT: SASL (\S+) authentication (failed|aborted)(?::\s?(.*?))?
         (?:, sasl_username=(\S*))?\s*$` with the tail empty or starting with `:` */
@@ -605,7 +945,7 @@ static int sasl(Scan *s, const char *p, const char *e, When *w) {
         return 0;
     if (p != e && *p != ':') return 0;
     if (!failed) {
-        s->kinds[K_SASL_ABORTED]++;
+        s->blk.kinds[K_SASL_ABORTED]++;
         return 1;
     }
     char up[256];
@@ -619,7 +959,7 @@ static int sasl(Scan *s, const char *p, const char *e, When *w) {
     Ent *h = hourly(s, w->hour);
     if (!h) return -1;
     h->v[2]++;
-    s->kinds[K_SASL_FAILURE]++;
+    s->blk.kinds[K_SASL_FAILURE]++;
     return 1;
 }
 
@@ -630,16 +970,14 @@ static int disconnect(Scan *s, const char *p, const char *e) {
     p = client(p + 16, e, &ip, &ipn);
     if (!p) return 0;
     int fresh;
-    Ent *x = tab_get(&s->t[T_DISC_TAIL], p, (size_t)(e - p), &fresh);
+    Ent *x = cache_get(s, C_DISC_TAIL, p, (size_t)(e - p), &fresh);
     if (!x) return -1;
     if (fresh) {
-        PyObject *t = PyBytes_FromStringAndSize(p, e - p);
-        PyObject *r = t ? PyObject_CallFunctionObjArgs(s->tail_cb, t, NULL) : NULL;
-        Py_XDECREF(t);
-        if (!r) return -1;
+        PyObject *r = PyObject_CallFunction(s->tail_cb, "y#", p, (Py_ssize_t)(e - p));
+        if (!r) return cache_fail(s, C_DISC_TAIL);
         x->aux = PyLong_AsLong(r);
         Py_DECREF(r);
-        if (x->aux == -1 && PyErr_Occurred()) return -1;
+        if (x->aux == -1 && PyErr_Occurred()) return cache_fail(s, C_DISC_TAIL);
     }
     if (x->aux) {
         const char *k;
@@ -647,7 +985,7 @@ static int disconnect(Scan *s, const char *p, const char *e) {
         ip_key(ip, ipn, &k, &kn);
         if (count(s, T_AUTH_FAIL_DISC, k, kn, x->aux) < 0) return -1;
     }
-    s->kinds[K_DISCONNECT]++;
+    s->blk.kinds[K_DISCONNECT]++;
     return 1;
 }
 
@@ -660,7 +998,7 @@ static int after(Scan *s, const char *p, const char *e, int kind, const char *na
     if (!sn) return 0;
     if (STARTS(p, e, " (") && p + 2 < e && ISDIGIT(p[2])) {
         const char *q = p + 2;
-        while (q < e && ISDIGIT(*q)) q++;
+        q = digits(q, e);
         if (STARTS(q, e, " bytes)")) p = q + 7;
     }
     if (!STARTS(p, e, " from ")) return 0;
@@ -668,7 +1006,7 @@ static int after(Scan *s, const char *p, const char *e, int kind, const char *na
     size_t ipn;
     if (!client(p + 6, e, &ip, &ipn)) return 0;
     if (count2(s, T_CONN_PROBLEMS, name, strlen(name), ':', stage, sn) < 0) return -1;
-    s->kinds[kind]++;
+    s->blk.kinds[kind]++;
     return 1;
 }
 
@@ -698,7 +1036,7 @@ static int tls(Scan *s, const char *p, const char *e) {
     if (!p) return 0;
     if (p + 1 < e && *p == ':' && ISDIGIT(p[1])) {
         p++;
-        while (p < e && ISDIGIT(*p)) p++;
+        p = digits(p, e);
     }
     if (!STARTS(p, e, ": ")) return 0;
     p += 2;
@@ -709,7 +1047,7 @@ static int tls(Scan *s, const char *p, const char *e) {
     p += 13;
     if (!(p < e && *p != ' ')) return 0;
     if (count2(s, T_TLS, dir, strlen(dir), ':', proto, pn) < 0) return -1;
-    s->kinds[K_TLS_ESTABLISHED]++;
+    s->blk.kinds[K_TLS_ESTABLISHED]++;
     return 1;
 }
 
@@ -734,7 +1072,7 @@ static int postscreen(Scan *s, const char *p, const char *e) {
     p += vn;
     if (p + 1 < e && p[0] == ' ' && ISDIGIT(p[1])) {
         p++;
-        while (p < e && ISDIGIT(*p)) p++;
+        p = digits(p, e);
     }
     if (STARTS(p, e, " after ") && p + 7 < e && (ISDIGIT(p[7]) || p[7] == '.')) {
         p += 7;
@@ -742,7 +1080,7 @@ static int postscreen(Scan *s, const char *p, const char *e) {
     }
     if (STARTS(p, e, " rank ") && p + 6 < e && ISDIGIT(p[6])) {
         p += 6;
-        while (p < e && ISDIGIT(*p)) p++;
+        p = digits(p, e);
     }
     if (STARTS(p, e, " for"))
         p += 4;
@@ -751,10 +1089,10 @@ static int postscreen(Scan *s, const char *p, const char *e) {
     if (!STARTS(p, e, " [")) return 0;
     p += 2;
     const char *a = p;
-    while (p < e && *p != ']') p++;
+    p = UPTO1(p, e, ']');
     if (p == a || !STARTS(p, e, "]:") || !(p + 2 < e && ISDIGIT(p[2]))) return 0;
     if (count(s, T_POSTSCREEN, v, vn, 1) < 0) return -1;
-    s->kinds[K_POSTSCREEN]++;
+    s->blk.kinds[K_POSTSCREEN]++;
     return 1;
 }
 
@@ -765,7 +1103,7 @@ static int warning(Scan *s, const char *p, const char *e, When *w) {
         if (r) return r;
         /* `_SASL_FAIL.match` needs `[^\s\[\]]*\[` first: without it the rule cannot match */
         const char *q = p;
-        while (q < e && *q != ' ' && *q != '[' && *q != ']') q++;
+        q = upto3(q, e, ' ', '[', ']');
         if (q < e && *q == '[') return 0;
     }
     if (STARTS(p, e, "problem talking to ")) return 0;
@@ -774,13 +1112,13 @@ static int warning(Scan *s, const char *p, const char *e, When *w) {
         for (const char *x = FIND(p, e, " limit exceeded: "); x;
              x = FIND(x + 1, e, " limit exceeded: ")) {
             const char *q = x + 17, *d = q;
-            while (q < e && ISDIGIT(*q)) q++;
+            q = digits(q, e);
             if (q == d || !STARTS(q, e, " from ")) continue;
             const char *ip;
             size_t ipn;
             q = client(q + 6, e, &ip, &ipn);
             if (!q || !STARTS(q, e, " for service ") || !(q + 13 < e && q[13] != ' ')) continue;
-            s->kinds[K_RATE_LIMIT]++;
+            s->blk.kinds[K_RATE_LIMIT]++;
             return 1;
         }
         return 0;
@@ -795,29 +1133,52 @@ static int warning(Scan *s, const char *p, const char *e, When *w) {
     if (c) k = c;
     if (k - p > 80) k = p + 80;
     if (count(s, T_WARNINGS, p, (size_t)(k - p), 1) < 0) return -1;
-    s->kinds[K_WARNING]++;
+    s->blk.kinds[K_WARNING]++;
     return 1;
 }
 
 /* `(NOQUEUE|[0-9A-Z]{5,24}|(?=[A-Za-z]*\d)[0-9A-Za-z]{10,20}): ` -> the message after it */
 static const char *queue_id(const char *p, const char *e) {
-    const char *q = p;
-    int upper_only = 1, digit = 0;
-    while (q < e && q - p <= 24) {
-        char c = *q;
-        if (ISDIGIT(c))
-            digit = 1;
-        else if (ISLOWER(c))
-            upper_only = 0;
-        else if (!ISUPPER(c))
-            break;
-        q++;
+    size_t n; /* the run of letters and digits at p (any n > 24 is no queue ID) */
+    int lower, digit;
+#if defined(__SSE2__)
+    if (e - p >= 32) {
+        const __m128i zero = _mm_set1_epi8('0'), a = _mm_set1_epi8('a'),
+                      upper_a = _mm_set1_epi8('A'), nine = _mm_set1_epi8(9),
+                      z25 = _mm_set1_epi8(25);
+        uint32_t d = 0, l = 0, u = 0;
+        for (int half = 0; half < 2; half++) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(p + 16 * half)), x;
+            x = _mm_sub_epi8(v, zero);
+            d |= (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(x, nine), x)) << 16 * half;
+            x = _mm_sub_epi8(v, upper_a);
+            u |= (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(x, z25), x)) << 16 * half;
+            x = _mm_sub_epi8(v, a);
+            l |= (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(x, z25), x)) << 16 * half;
+        }
+        uint32_t other = ~(d | u | l);
+        n = other ? (size_t)__builtin_ctz(other) : 32;
+        uint32_t below = n < 32 ? (1u << n) - 1 : ~0u;
+        lower = (l & below) != 0;
+        digit = (d & below) != 0;
+    } else
+#endif
+    {
+        const char *q = p, *lim = e - p > 25 ? p + 25 : e;
+        unsigned seen = 0;
+        for (; q < lim; q++) {
+            unsigned k = CL(*q);
+            if (!(k & (CL_DIGIT | CL_UPPER | CL_LOWER))) break;
+            seen |= k;
+        }
+        n = (size_t)(q - p);
+        lower = (seen & CL_LOWER) != 0;
+        digit = (seen & CL_DIGIT) != 0;
     }
-    if (!STARTS(q, e, ": ")) return p;
-    size_t n = (size_t)(q - p);
-    if ((n == 7 && memcmp(p, "NOQUEUE", 7) == 0) || (upper_only && n >= 5 && n <= 24) ||
+    if (n > 24 || !STARTS(p + n, e, ": ")) return p;
+    if ((n == 7 && memcmp(p, "NOQUEUE", 7) == 0) || (!lower && n >= 5) ||
         (digit && n >= 10 && n <= 20))
-        return q + 2;
+        return p + n + 2;
     return p;
 }
 
@@ -830,17 +1191,17 @@ static int message(Scan *s, const char *m, const char *e, When *w) {
         /* `first.islower() and ": " in msg[:32]` and `_REJECT.match`: a message that
            starts with `[a-z][a-z_-]*: ` is a reject or none of the shapes below */
         const char *q = p;
-        while (q < e && (ISLOWER(*q) || *q == '_' || *q == '-')) q++;
+        while (q < e && (CL(*q) & CL_ACTION)) q++;
         if (STARTS(q, e, ": ")) return q - p <= 28 ? reject(s, p, e, w) : 0;
     }
     switch (c) {
     case 'c':
         if (STARTS(p, e, "connect to ") || STARTS(p, e, "conversation with ")) {
-            s->kinds[K_DELIVERY_PROBLEM]++;
+            s->blk.kinds[K_DELIVERY_PROBLEM]++;
             return 1;
         }
         if (STARTS(p, e, "cache ")) {
-            s->kinds[K_LIFECYCLE]++;
+            s->blk.kinds[K_LIFECYCLE]++;
             return 1;
         }
         if (STARTS(p, e, "connect from ")) {
@@ -848,7 +1209,7 @@ static int message(Scan *s, const char *m, const char *e, When *w) {
             size_t ipn;
             const char *q = client(p + 13, e, &ip, &ipn);
             if (q != e) return 0;
-            s->kinds[K_CONNECT]++;
+            s->blk.kinds[K_CONNECT]++;
             return 1;
         }
         if (STARTS(p, e, "client=")) return client_line(s, p, e, w);
@@ -856,7 +1217,7 @@ static int message(Scan *s, const char *m, const char *e, When *w) {
     case 'd':
         if (STARTS(p, e, "disconnect from ")) return disconnect(s, p, e);
         if (STARTS(p, e, "daemon started")) {
-            s->kinds[K_LIFECYCLE]++;
+            s->blk.kinds[K_LIFECYCLE]++;
             return 1;
         }
         return 0;
@@ -864,7 +1225,7 @@ static int message(Scan *s, const char *m, const char *e, When *w) {
         if (STARTS(p, e, "lost connection after "))
             return after(s, p, e, K_LOST_CONNECTION, "lost_connection", 22);
         if (STARTS(p, e, "lost connection with ")) {
-            s->kinds[K_DELIVERY_PROBLEM]++;
+            s->blk.kinds[K_DELIVERY_PROBLEM]++;
             return 1;
         }
         return 0;
@@ -874,13 +1235,13 @@ static int message(Scan *s, const char *m, const char *e, When *w) {
             return after(s, p, e, K_TOO_MANY_ERRORS, "too_many_errors", 22);
         if (STARTS(p, e, "to=")) return delivery(s, p, e);
         if (STARTS(p, e, "terminating on signal") || STARTS(p, e, "table ")) {
-            s->kinds[K_LIFECYCLE]++;
+            s->blk.kinds[K_LIFECYCLE]++;
             return 1;
         }
         return 0;
     case 'm':
         if (STARTS(p, e, "message-id=")) {
-            s->kinds[K_MESSAGE_ID]++;
+            s->blk.kinds[K_MESSAGE_ID]++;
             return 1;
         }
         return 0;
@@ -893,7 +1254,7 @@ static int message(Scan *s, const char *m, const char *e, When *w) {
     case 'u':
         /* `msg.startswith("uid=") and " from=<" in msg` */
         if (STARTS(p, e, "uid=") && FIND(p, e, " from=<")) {
-            s->kinds[K_PICKUP]++;
+            s->blk.kinds[K_PICKUP]++;
             return 1;
         }
         return 0;
@@ -906,24 +1267,24 @@ static int message(Scan *s, const char *m, const char *e, When *w) {
             if (STARTS(q, e, "non-delivery notification: ") ||
                 STARTS(q, e, "delivery status notification: ") ||
                 STARTS(q, e, "delay notification: ")) {
-                s->kinds[K_BOUNCE_NOTICE]++;
+                s->blk.kinds[K_BOUNCE_NOTICE]++;
                 return 1;
             }
         }
         return 0;
     case 'h':
         if (STARTS(p, e, "host ")) {
-            s->kinds[K_DELIVERY_PROBLEM]++;
+            s->blk.kinds[K_DELIVERY_PROBLEM]++;
             return 1;
         }
         return 0;
     case 'r':
         if (e - p == 7 && memcmp(p, "removed", 7) == 0) {
-            s->kinds[K_REMOVED]++;
+            s->blk.kinds[K_REMOVED]++;
             return 1;
         }
         if (STARTS(p, e, "reload -- ")) {
-            s->kinds[K_LIFECYCLE]++;
+            s->blk.kinds[K_LIFECYCLE]++;
             return 1;
         }
         return 0;
@@ -933,7 +1294,7 @@ static int message(Scan *s, const char *m, const char *e, When *w) {
             const char *ip;
             size_t ipn;
             if (q == p + 34 || !STARTS(q, e, " from ") || !client(q + 6, e, &ip, &ipn)) return 0;
-            s->kinds[K_PIPELINING]++;
+            s->blk.kinds[K_PIPELINING]++;
             return 1;
         }
         return 0;
@@ -989,7 +1350,7 @@ static int header(const char *p, const char *e, char *key, size_t *keyn, int *se
         q += 6;
         if (q < e && *q == '.' && q + 1 < e && ISDIGIT(q[1])) {
             q++;
-            while (q < e && ISDIGIT(*q)) q++;
+            q = digits(q, e);
         }
     } else {
         /* `(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?(Z|[+-]\d\d:?\d\d)? ` */
@@ -1046,9 +1407,9 @@ static int header(const char *p, const char *e, char *key, size_t *keyn, int *se
 /* `([^\s\[]+?)(?:\[(\d+)\])?: ` -> the end of the program name and the message start */
 static int program(const char *p, const char *e, const char **pe, const char **msg) {
     const char *q = p;
-    while (q < e && *q != ' ' && *q != '[') {
-        if (*q == ':' && q + 1 < e && q[1] == ' ') break;
-        q++;
+    for (;; q++) {
+        q = upto3(q, e, ' ', '[', ':');
+        if (q >= e || *q != ':' || (q + 1 < e && q[1] == ' ')) break;
     }
     if (q == p || q >= e) return 0;
     *pe = q;
@@ -1059,11 +1420,12 @@ static int program(const char *p, const char *e, const char **pe, const char **m
     if (*q != '[') return 0;
     q++;
     const char *d = q;
-    while (q < e && ISDIGIT(*q)) q++;
+    q = digits(q, e);
     if (q == d || !STARTS(q, e, "]: ")) return 0;
     *msg = q + 3;
     return 1;
 }
+
 
 static int line(Scan *s, const char *p, const char *e) {
     char key[64];
@@ -1083,29 +1445,25 @@ static int line(Scan *s, const char *p, const char *e) {
     if (!program(prog, e, &pe, &msg)) return 0;
     int fresh;
     Ent *hr;
-    if (s->last_hour && keyn == s->last_keyn && memcmp(key, s->last_key, keyn) == 0) {
-        hr = s->last_hour;
+    if (s->last_hour >= 0 && keyn == s->last_keyn && key_eq(key, s->last_key, keyn)) {
+        hr = &s->c[C_STAMP].e[s->last_hour];
     } else {
-        hr = tab_get(&s->t[T_STAMP], key, keyn, &fresh);
+        hr = cache_get(s, C_STAMP, key, keyn, &fresh);
         if (!hr) return -1;
         if (fresh) {
-            PyObject *k = PyBytes_FromStringAndSize(key, (Py_ssize_t)keyn);
-            PyObject *r = k ? PyObject_CallFunctionObjArgs(s->stamp_cb, k, NULL) : NULL;
-            Py_XDECREF(k);
-            if (!r) return -1;
+            PyObject *r = PyObject_CallFunction(s->stamp_cb, "y#i", key, (Py_ssize_t)keyn,
+                                                s->year);
+            if (!r) return cache_fail(s, C_STAMP);
             double d;
             int mon, valid;
-            if (!PyArg_ParseTuple(r, "dii", &d, &mon, &valid)) {
-                Py_DECREF(r);
-                return -1;
-            }
+            int ok = PyArg_ParseTuple(r, "dii", &d, &mon, &valid);
             Py_DECREF(r);
+            if (!ok) return cache_fail(s, C_STAMP);
             hr->d = d;
             hr->v[0] = valid;
             hr->v[1] = mon;
         }
-        /* the pointer stays valid until the stamp table grows: only new keys grow it */
-        s->last_hour = hr;
+        s->last_hour = hr - s->c[C_STAMP].e;
         memcpy(s->last_key, key, keyn);
         s->last_keyn = keyn;
     }
@@ -1116,20 +1474,18 @@ static int line(Scan *s, const char *p, const char *e) {
     /* Outside the window: the parser gives every headed line an event with this time,
        and the window drops it, whatever the message says. */
     if ((s->has_since && ts < s->since) || (s->has_until && ts >= s->until)) return 2;
-    Ent *pg = tab_get(&s->t[T_PROGRAM], prog, (size_t)(pe - prog), &fresh);
+    Ent *pg = cache_get(s, C_PROGRAM, prog, (size_t)(pe - prog), &fresh);
     if (!pg) return -1;
     if (fresh) {
-        PyObject *k = PyBytes_FromStringAndSize(prog, pe - prog);
-        PyObject *r = k ? PyObject_CallFunctionObjArgs(s->program_cb, k, NULL) : NULL;
-        Py_XDECREF(k);
-        if (!r) return -1;
+        PyObject *r = PyObject_CallFunction(s->program_cb, "y#", prog, (Py_ssize_t)(pe - prog));
+        if (!r) return cache_fail(s, C_PROGRAM);
         pg->aux = PyObject_IsTrue(r);
         Py_DECREF(r);
-        if (pg->aux < 0) return -1;
+        if (pg->aux < 0) return cache_fail(s, C_PROGRAM);
     }
     if (!pg->aux) {
-        s->lines++;
-        s->other++;
+        s->blk.lines++;
+        s->blk.other++;
         return 1;
     }
     When w;
@@ -1137,80 +1493,119 @@ static int line(Scan *s, const char *p, const char *e) {
     w.hour = ts == 0.0 ? 0 : (int64_t)(floor(whole / 3600.0) * 3600.0);
     int r = message(s, msg, e, &w);
     if (r == 1) {
-        s->lines++;
-        s->postfix++;
+        Part *b = &s->blk;
+        b->lines++;
+        b->postfix++;
         if (ts > 0) {
-            if (!s->have_t || ts < s->tmin) s->tmin = ts;
-            if (!s->have_t || ts > s->tmax) s->tmax = ts;
-            s->have_t = 1;
+            if (!b->have_t || ts < b->tmin) b->tmin = ts;
+            if (!b->have_t || ts > b->tmax) b->tmax = ts;
+            b->have_t = 1;
         }
     }
     return r;
 }
 
-static PyObject *table_dict(Tab *t) {
-    PyObject *d = PyDict_New();
-    if (!d) return NULL;
-    for (size_t i = 0; i < t->cap; i++) {
-        Ent *x = &t->e[i];
-        if (!x->used) continue;
-        PyObject *k = PyUnicode_DecodeASCII(t->arena + x->off, x->len, NULL);
-        PyObject *v = k ? PyLong_FromLongLong(x->v[0]) : NULL;
-        if (!v || PyDict_SetItem(d, k, v) < 0) {
-            Py_XDECREF(k);
-            Py_XDECREF(v);
-            Py_DECREF(d);
-            return NULL;
-        }
-        Py_DECREF(k);
-        Py_DECREF(v);
+/* --- the Scanner type ----------------------------------------------------------------------- */
+
+static int Scanner_init(Scan *s, PyObject *args, PyObject *kwds) {
+    static char *kw[] = {"stamp_cb", "program_cb", "tail_cb", "reply_cb", NULL};
+    PyObject *cb[4];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO", kw, &cb[0], &cb[1], &cb[2], &cb[3]))
+        return -1;
+    if (s->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "Scanner is already initialised");
+        return -1;
     }
-    return d;
+    for (int i = 0; i < 4; i++)
+        if (!PyCallable_Check(cb[i])) {
+            PyErr_SetString(PyExc_TypeError, "Scanner: the callbacks must be callable");
+            return -1;
+        }
+    if (part_init(&s->blk) < 0 || part_init(&s->acc) < 0) goto nomem;
+    for (int i = 0; i < N_CACHES; i++)
+        if (tab_init(&s->c[i]) < 0) goto nomem;
+    Py_INCREF(cb[0]);
+    Py_INCREF(cb[1]);
+    Py_INCREF(cb[2]);
+    Py_INCREF(cb[3]);
+    s->stamp_cb = cb[0];
+    s->program_cb = cb[1];
+    s->tail_cb = cb[2];
+    s->reply_cb = cb[3];
+    s->last_hour = -1;
+    s->year = INT_MIN;
+    s->ready = 1;
+    return 0;
+nomem:
+    PyErr_NoMemory();
+    return -1;
 }
 
-static PyObject *scan(PyObject *self, PyObject *args) {
-    Py_buffer buf;
-    Scan s;
-    (void)self;
-    memset(&s, 0, sizeof s);
-    PyObject *since, *until;
-    if (!PyArg_ParseTuple(args, "y*OOOOOO", &buf, &s.stamp_cb, &s.program_cb, &s.reject_cb,
-                          &s.tail_cb, &since, &until))
-        return NULL;
-    if (since != Py_None) {
-        s.has_since = 1;
-        s.since = PyFloat_AsDouble(since);
-    }
-    if (until != Py_None) {
-        s.has_until = 1;
-        s.until = PyFloat_AsDouble(until);
-    }
-    if (PyErr_Occurred()) {
-        PyBuffer_Release(&buf);
-        return NULL;
-    }
-    PyObject *result = NULL;
-    for (int i = 0; i < N_TABLES; i++)
-        if (tab_init(&s.t[i], 64) < 0) {
-            PyErr_NoMemory();
-            goto done;
+static void Scanner_dealloc(Scan *s) {
+    part_free(&s->blk);
+    part_free(&s->acc);
+    for (int i = 0; i < N_CACHES; i++) tab_free(&s->c[i]);
+    Py_XDECREF(s->stamp_cb);
+    Py_XDECREF(s->program_cb);
+    Py_XDECREF(s->tail_cb);
+    Py_XDECREF(s->reply_cb);
+    Py_XDECREF(s->odd);
+    Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+static int ready(Scan *s) {
+    if (!s->ready) PyErr_SetString(PyExc_RuntimeError, "Scanner is not initialised");
+    return s->ready;
+}
+
+static PyObject *sizes(Part *p) {
+    PyObject *t = PyTuple_New(N_TABLES);
+    for (int i = 0; t && i < N_TABLES; i++) {
+        PyObject *v = PyLong_FromSize_t(p->t[i].n);
+        if (!v) {
+            Py_CLEAR(t);
+            break;
         }
-    s.odd = PyList_New(0);
-    if (!s.odd) goto done;
+        PyTuple_SET_ITEM(t, i, v);
+    }
+    return t;
+}
+
+/* scan(block, year, since, until) -> (odd lines, unsure, months bit set, sizes of the
+   block's tables). */
+static PyObject *Scanner_scan(Scan *s, PyObject *args) {
+    Py_buffer buf;
+    int year;
+    PyObject *since, *until;
+    if (!ready(s) || !PyArg_ParseTuple(args, "y*iOO", &buf, &year, &since, &until)) return NULL;
+    PyObject *result = NULL;
+    s->has_since = since != Py_None;
+    s->since = s->has_since ? PyFloat_AsDouble(since) : 0;
+    s->has_until = until != Py_None;
+    s->until = s->has_until ? PyFloat_AsDouble(until) : 0;
+    if (PyErr_Occurred()) goto done;
+    if (year != s->year) { /* the stamp callback dates yearless stamps in YEAR */
+        tab_clear(&s->c[C_STAMP]);
+        s->last_hour = -1;
+        s->year = year;
+    }
+    part_clear(&s->blk);
+    s->hour_entry = -1;
+    s->months = 0;
+    s->unsure = 0;
+    Py_CLEAR(s->odd);
+    s->odd = PyList_New(0);
+    if (!s->odd) goto done;
     const char *p = buf.buf, *end = p + buf.len;
-    int64_t total = 0, outside = 0;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *e = nl ? nl : end;
         const char *next = nl ? nl + 1 : end;
-        total++;
-        int r = line(&s, p, e);
+        int r = line(s, p, e);
         if (r < 0) goto done;
-        if (r == 2) {
-            outside++;
-        } else if (r == 0) {
+        if (r == 0) {
             PyObject *b = PyBytes_FromStringAndSize(p, next - p);
-            if (!b || PyList_Append(s.odd, b) < 0) {
+            if (!b || PyList_Append(s->odd, b) < 0) {
                 Py_XDECREF(b);
                 goto done;
             }
@@ -1218,42 +1613,116 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         }
         p = next;
     }
-    PyObject *tables = PyDict_New();
-    if (!tables) goto done;
-    for (int i = 0; i < N_COUNT_TABLES; i++) {
-        PyObject *d = table_dict(&s.t[i]);
-        if (!d || PyDict_SetItemString(tables, TABLE_NAMES[i], d) < 0) {
-            Py_XDECREF(d);
-            Py_DECREF(tables);
-            goto done;
+    PyObject *n = sizes(&s->blk);
+    if (n) result = Py_BuildValue("(OiIN)", s->odd, s->unsure, s->months, n);
+done:
+    Py_CLEAR(s->odd);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
+static int merge_table(Tab *to, Tab *from, int sender) {
+    for (size_t i = 0; i < from->n; i++) {
+        Ent *x = &from->e[i];
+        int fresh;
+        Ent *y = tab_get_h(to, key_of(from, x), x->len, x->h, &fresh);
+        if (!y) return -1;
+        y->v[0] += x->v[0];
+        if (sender) { /* cannot overflow: the sums of `to` and `from` do not */
+            y->v[1] += x->v[1];
+            y->v[2] += x->v[2];
         }
-        Py_DECREF(d);
     }
-    PyObject *senders = PyDict_New(), *hours = PyDict_New(), *rejects = PyList_New(0),
-             *kinds = PyList_New(N_KINDS);
-    int ok = senders && hours && rejects && kinds;
-    for (int i = 0; ok && i < N_KINDS; i++) {
-        PyObject *v = PyLong_FromLongLong(s.kinds[i]);
-        if (!v) ok = 0;
-        else PyList_SET_ITEM(kinds, i, v);
+    return 0;
+}
+
+/* commit(mask) -> (mask, sizes): add the block to the range: the tables of MASK (bit i:
+   TABLES[i]; T_SENDER is left out when its sums could overflow), the hours, kinds, line
+   counts and times. -> the tables added, and the sizes of the range's tables. */
+static PyObject *Scanner_commit(Scan *s, PyObject *arg) {
+    if (!ready(s)) return NULL;
+    unsigned long long mask = PyLong_AsUnsignedLongLongMask(arg);
+    if (PyErr_Occurred()) return NULL;
+    Part *a = &s->acc, *b = &s->blk;
+    int64_t bytes, rcpts;
+    if ((mask >> T_SENDER & 1) && (__builtin_add_overflow(a->bytes, b->bytes, &bytes) ||
+                                   __builtin_add_overflow(a->rcpts, b->rcpts, &rcpts)))
+        mask &= ~(1ULL << T_SENDER);
+    mask &= (1ULL << N_TABLES) - 1;
+    for (int i = 0; i < N_TABLES; i++)
+        if ((mask >> i & 1) && merge_table(&a->t[i], &b->t[i], i == T_SENDER) < 0) return NULL;
+    if (mask >> T_SENDER & 1) {
+        a->bytes = bytes;
+        a->rcpts = rcpts;
     }
-    Tab *t = &s.t[T_SENDER];
-    for (size_t i = 0; ok && i < t->cap; i++) {
+    Tab *to = &a->t[T_HOURLY], *from = &b->t[T_HOURLY];
+    for (size_t i = 0; i < from->n; i++) {
+        Ent *x = &from->e[i];
+        int fresh;
+        Ent *y = tab_get_h(to, key_of(from, x), x->len, x->h, &fresh);
+        if (!y) return NULL;
+        for (int k = 0; k < 3; k++) y->v[k] += x->v[k];
+    }
+    for (int k = 0; k < N_KINDS; k++) a->kinds[k] += b->kinds[k];
+    a->lines += b->lines;
+    a->postfix += b->postfix;
+    a->other += b->other;
+    if (b->have_t) {
+        if (!a->have_t || b->tmin < a->tmin) a->tmin = b->tmin;
+        if (!a->have_t || b->tmax > a->tmax) a->tmax = b->tmax;
+        a->have_t = 1;
+    }
+    return Py_BuildValue("(KN)", mask, sizes(a));
+}
+
+/* take(table, range) -> dict: TABLES[table] of the range (range true) or of the block, in
+   the order its keys were first counted; the table is emptied. The sender table gives
+   (messages, bytes, recipients) tuples. */
+static PyObject *Scanner_take(Scan *s, PyObject *args) {
+    int table, range;
+    if (!ready(s) || !PyArg_ParseTuple(args, "ip", &table, &range)) return NULL;
+    if (table < 0 || table >= N_TABLES) {
+        PyErr_SetString(PyExc_IndexError, "Scanner.take: no such table");
+        return NULL;
+    }
+    Part *part = range ? &s->acc : &s->blk;
+    Tab *t = &part->t[table];
+    PyObject *d = PyDict_New();
+    for (size_t i = 0; d && i < t->n; i++) {
         Ent *x = &t->e[i];
-        if (!x->used) continue;
-        PyObject *k = PyUnicode_DecodeASCII(t->arena + x->off, x->len, NULL);
-        PyObject *v = Py_BuildValue("(LLL)", (long long)x->v[0], (long long)x->v[1],
-                                    (long long)x->v[2]);
-        ok = k && v && PyDict_SetItem(senders, k, v) == 0;
+        PyObject *k = PyUnicode_DecodeASCII(key_of(t, x), x->len, NULL);
+        PyObject *v = table == T_SENDER ? Py_BuildValue("(LLL)", (long long)x->v[0],
+                                                        (long long)x->v[1], (long long)x->v[2])
+                                        : PyLong_FromLongLong(x->v[0]);
+        if (!k || !v || PyDict_SetItem(d, k, v) < 0) Py_CLEAR(d);
         Py_XDECREF(k);
         Py_XDECREF(v);
     }
-    t = &s.t[T_HOURLY];
-    for (size_t i = 0; ok && i < t->cap; i++) {
+    if (d) {
+        tab_clear(t);
+        if (table == T_SENDER) part->bytes = part->rcpts = 0;
+    }
+    return d;
+}
+
+/* totals() -> (kinds, lines, postfix, other, tmin, tmax, hours) of the range: tmin and
+   tmax None when no line had a time; hours {hour: (rejects, relay_denied, sasl_failures)}. */
+static PyObject *Scanner_totals(Scan *s, PyObject *unused) {
+    (void)unused;
+    if (!ready(s)) return NULL;
+    Part *a = &s->acc;
+    PyObject *kinds = PyTuple_New(N_KINDS), *hours = PyDict_New();
+    int ok = kinds && hours;
+    for (int i = 0; ok && i < N_KINDS; i++) {
+        PyObject *v = PyLong_FromLongLong(a->kinds[i]);
+        if (!v) ok = 0;
+        else PyTuple_SET_ITEM(kinds, i, v);
+    }
+    Tab *t = &a->t[T_HOURLY];
+    for (size_t i = 0; ok && i < t->n; i++) {
         Ent *x = &t->e[i];
-        if (!x->used) continue;
         int64_t hour;
-        memcpy(&hour, t->arena + x->off, sizeof hour);
+        memcpy(&hour, key_of(t, x), sizeof hour);
         PyObject *k = PyLong_FromLongLong(hour);
         PyObject *v = Py_BuildValue("(LLL)", (long long)x->v[0], (long long)x->v[1],
                                     (long long)x->v[2]);
@@ -1261,43 +1730,36 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         Py_XDECREF(k);
         Py_XDECREF(v);
     }
-    t = &s.t[T_REJECT_TEXT];
-    for (size_t i = 0; ok && i < t->cap; i++) {
-        Ent *x = &t->e[i];
-        if (!x->used || !x->v[0]) continue;
-        const char *k = t->arena + x->off;
-        int mode = k[0];
-        size_t an = strlen(k + 1); /* the action ends at the NUL */
-        PyObject *v = Py_BuildValue("(y#y#iL)", k + 1, (Py_ssize_t)an, k + an + 2,
-                                    (Py_ssize_t)(x->len - an - 2), mode, (long long)x->v[0]);
-        ok = v && PyList_Append(rejects, v) == 0;
-        Py_XDECREF(v);
+    PyObject *result = NULL;
+    if (ok) {
+        PyObject *tmin = a->have_t ? PyFloat_FromDouble(a->tmin) : Py_NewRef(Py_None);
+        PyObject *tmax = a->have_t ? PyFloat_FromDouble(a->tmax) : Py_NewRef(Py_None);
+        if (tmin && tmax)
+            result = Py_BuildValue("(OLLLOOO)", kinds, (long long)a->lines,
+                                   (long long)a->postfix, (long long)a->other, tmin, tmax, hours);
+        Py_XDECREF(tmin);
+        Py_XDECREF(tmax);
     }
-    if (ok)
-        result = Py_BuildValue("{s:L,s:L,s:L,s:L,s:L,s:O,s:O,s:O,s:O,s:O,s:O,s:I,s:i}", "total", (long long)total, "lines",
-                               (long long)s.lines, "outside", (long long)outside, "postfix",
-                               (long long)s.postfix, "other", (long long)s.other, "kinds",
-                               kinds, "tables", tables, "senders", senders, "hourly", hours,
-                               "rejects", rejects, "odd", s.odd, "months", s.months, "unsure",
-                               s.unsure);
-    if (result && s.have_t) {
-        PyObject *a = PyFloat_FromDouble(s.tmin), *b = PyFloat_FromDouble(s.tmax);
-        if (!a || !b || PyDict_SetItemString(result, "tmin", a) < 0 ||
-            PyDict_SetItemString(result, "tmax", b) < 0)
-            Py_CLEAR(result);
-        Py_XDECREF(a);
-        Py_XDECREF(b);
-    }
-    Py_XDECREF(senders);
-    Py_XDECREF(hours);
-    Py_XDECREF(rejects);
     Py_XDECREF(kinds);
-    Py_DECREF(tables);
-done:
-    Py_XDECREF(s.odd);
-    for (int i = 0; i < N_TABLES; i++) tab_free(&s.t[i]);
-    PyBuffer_Release(&buf);
+    Py_XDECREF(hours);
     return result;
+}
+
+/* classify(text) -> (reason, RBL list name or None): parser.classify_reason of a
+   printable-ASCII text, as the scanner computes it (for tests). */
+static PyObject *classify_text(PyObject *self, PyObject *arg) {
+    (void)self;
+    char *t;
+    Py_ssize_t n;
+    if (PyBytes_AsStringAndSize(arg, &t, &n) < 0) return NULL;
+    size_t doff = 0, dlen = 0;
+    int reason = classify(t, (size_t)n, &doff, &dlen);
+    if (reason < 0) {
+        PyErr_SetString(PyExc_ValueError, "classify: text too long");
+        return NULL;
+    }
+    if (!dlen) return Py_BuildValue("(sO)", REASON_NAMES[reason], Py_None);
+    return Py_BuildValue("(ss#)", REASON_NAMES[reason], t + doff, (Py_ssize_t)dlen);
 }
 
 /* add_counts(target, source): target[k] = target.get(k, 0) + v for each k, v of source,
@@ -1338,9 +1800,32 @@ static PyObject *add_counts(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyMethodDef SCANNER_METHODS[] = {
+    {"scan", (PyCFunction)Scanner_scan, METH_VARARGS,
+     "scan(block, year, since, until) -> (odd lines, unsure, months, sizes of the block's "
+     "tables)"},
+    {"commit", (PyCFunction)Scanner_commit, METH_O,
+     "commit(mask) -> (mask added, sizes of the range's tables): add the block to the range"},
+    {"take", (PyCFunction)Scanner_take, METH_VARARGS,
+     "take(table, range) -> dict: one table of the range or of the block, emptied"},
+    {"totals", (PyCFunction)Scanner_totals, METH_NOARGS,
+     "totals() -> (kinds, lines, postfix, other, tmin, tmax, hours) of the range"},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject ScannerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "postharden.logs._scan.Scanner",
+    .tp_basicsize = sizeof(Scan),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Scanner(stamp_cb, program_cb, tail_cb, reply_cb): counts blocks of log lines",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Scanner_init,
+    .tp_dealloc = (destructor)Scanner_dealloc,
+    .tp_methods = SCANNER_METHODS,
+};
+
 static PyMethodDef METHODS[] = {
-    {"scan", scan, METH_VARARGS,
-     "scan(block, stamp_cb, program_cb, reject_cb, tail_cb) -> dict of counters"},
+    {"classify", classify_text, METH_O,
+     "classify(text) -> (reason, RBL list name or None), as the scanner classifies"},
     {"add_counts", add_counts, METH_VARARGS,
      "add_counts(target, source): Counter.update(source) of two dicts of counts"},
     {NULL, NULL, 0, NULL}};
@@ -1350,7 +1835,28 @@ static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "postharden.logs._sca
                                     NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__scan(void) {
+    init_classes();
+    init_hashes();
+    if (PyType_Ready(&ScannerType) < 0) return NULL;
     PyObject *m = PyModule_Create(&MODULE);
-    if (m && PyModule_AddIntConstant(m, "VERSION", 1) < 0) Py_CLEAR(m);
+    if (!m) return NULL;
+    PyObject *names = PyTuple_New(N_TABLES);
+    for (int i = 0; names && i < N_TABLES; i++) {
+        PyObject *v = PyUnicode_FromString(TABLE_NAMES[i]);
+        if (!v) Py_CLEAR(names);
+        else PyTuple_SET_ITEM(names, i, v);
+    }
+    if (!names || PyModule_AddObject(m, "TABLES", names) < 0) {
+        Py_XDECREF(names);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&ScannerType);
+    if (PyModule_AddObject(m, "Scanner", (PyObject *)&ScannerType) < 0 ||
+        PyModule_AddIntConstant(m, "VERSION", 2) < 0) {
+        Py_DECREF(&ScannerType);
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }

@@ -302,12 +302,14 @@ def build_report(
         row["clients"].add(ip)
         row["networks"].add(network_of(ip))
     hours_by_user: dict[str, list[int]] = defaultdict(list)
-    busiest: dict[str, tuple[int, int]] = {}
+    busiest: dict[str, tuple[int, int]] = {}  # user -> (count, hour): the earliest of ties
     for key, count in t.login_user_hour.items():
-        user, _, hour = key.partition("\0")
+        user, _, hour_text = key.partition("\0")
         hours_by_user[user].append(count)
-        if count > busiest.get(user, (0, 0))[0]:
-            busiest[user] = (count, int(hour))
+        hour = int(hour_text)
+        best = busiest.get(user)
+        if best is None or count > best[0] or (count == best[0] and hour < best[1]):
+            busiest[user] = (count, hour)
 
     alerts: list[dict[str, Any]] = []
     over = [kv for kv in t.sasl_fail_client.items() if kv[1] >= th.brute_force]

@@ -1,13 +1,18 @@
-"""The compiled fast path: one block of whole lines -> Tally, with the C scanner `_scan`.
+"""The compiled fast path: blocks of whole lines -> Tally, with the C scanner `_scan`.
 
-`_scan.scan` walks the block's bytes once. Lines of the frequent Postfix shapes (printable
-ASCII, classic syslog / maillog_file or RFC 3339 headers) are counted in C straight into
-the tables the report needs; every other line comes back as bytes and goes through the
-exact parser, in order, exactly as in fastscan.py. What needs Python's own rules is asked
-once per distinct value of the block through callbacks: the time of a stamp (and whether
-it is inside the window), whether a program name is Postfix's, the reason class of a
-reject text (and whether the text could move the parser's split of the line: then that
-line goes to the parser), and the auth counts of a disconnect.
+`_scan.Scanner` walks a block's bytes once. Lines of the frequent Postfix shapes
+(printable ASCII, classic syslog / maillog_file or RFC 3339 headers) are counted in C
+straight into the tables the report needs, reject reasons included (the scanner's
+`classify` is parser.classify_reason); every other line comes back as bytes and goes
+through the exact parser, in order, exactly as in fastscan.py. What needs Python's own
+rules is asked once per distinct value through callbacks, and remembered across blocks:
+the time of a stamp, whether a program name is Postfix's, the auth counts of a
+disconnect, and where parser._reject finds the reply text of an unusual reject line.
+
+`RangeScan` adds consecutive blocks (a worker's range) the way scan.py's `Tally.merge`
+of their tallies would: the scanner keeps the range's tables in C as long as no merge
+could prune them (their keys, counted in C and by the parser, stay within CAP), and a
+table that could is handed to Python and merged block by block from then on.
 
 When the extension is not built (no compiler at install time), `available()` is False
 and the caller uses fastscan.py.
@@ -16,17 +21,16 @@ and the caller uses fastscan.py.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from postharden.logs.analyze import COUNTERS, REJECT_ACTIONS, Tally
+from postharden.logs.analyze import Tally, add_counts
 from postharden.logs.events import Kind
-from postharden.logs.fastscan import _SASL_TAIL, _UNSAFE_TEXT, CAP, _auth_failures, _MonthParser
+from postharden.logs.fastscan import _SASL_TAIL, CAP, _auth_failures, _MonthParser, scan_exact
 from postharden.logs.parser import (
     _DSN_ONLY,
     _ENVELOPE,
     _REPLY,
-    classify_reason,
     header_time,
     is_postfix_program,
     parse_header,
@@ -65,103 +69,51 @@ KINDS = (
     Kind.WARNING,
     Kind.RATE_LIMIT,
 )
-# Tables the C scanner fills that map one to one onto Tally counters.
-_DIRECT = (
-    "sasl_fail_client",
-    "sasl_fail_mech",
-    "relay_client",
-    "reject_client",
-    "reject_stage",
-    "tls_protocols",
-    "deliveries",
-    "deferred_domain",
-    "bounced_domain",
-    "login_user",
-    "login_user_client",
-    "login_user_hour",
-    "auth_fail_disconnect",
-    "connection_problems",
-    "postscreen",
-    "warnings",
-)
+_SENDER = ("sender_messages", "sender_bytes", "sender_rcpts")
+
+
+def _counters(table: str) -> tuple[str, ...]:
+    """The Tally counters a table of the scanner fills."""
+    if table == "sender":
+        return _SENDER
+    if table == "sasl_tail":
+        return ("sasl_fail_user",)
+    return (table,)
+
+
+TABLES: tuple[str, ...] = _scan.TABLES if _scan is not None else ()
+_NAMES = tuple(_counters(t) for t in TABLES)
 
 
 def available() -> bool:
     return _scan is not None
 
 
-class Unsure(Exception):
-    """The block holds something the scanner cannot prove equal: rescan it exactly."""
-
-
-def _hour_info(year: int) -> Callable[[bytes], tuple[float, int, int]]:
-    """-> callback: a stamp at minute 0, second 0 -> (seconds, month if yearless, usable).
+def _stamp_info(stamp: bytes, year: int) -> tuple[float, int, int]:
+    """A stamp at minute 0, second 0 -> (seconds, month if yearless, usable).
 
     The scanner adds the minutes and seconds (and an RFC 3339 fraction) of each line:
     `header_time` is linear in them, and its local-time offset depends on the hour only.
-    A stamp the parser dates 0.0 (a date `calendar.timegm` refuses) is left to it."""
-
-    def info(stamp: bytes) -> tuple[float, int, int]:
-        h = parse_header(stamp.decode() + " h p: ")
-        if h is None:  # pragma: no cover - the scanner only passes stamps of the parser
-            return 0.0, 0, 0
-        ts = header_time(h, h.year if h.year is not None else year)
-        return ts, h.month if h.year is None else 0, 1 if ts else 0
-
-    return info
+    A yearless stamp is in YEAR. A stamp the parser dates 0.0 (a date `calendar.timegm`
+    refuses) is left to it."""
+    h = parse_header(stamp.decode() + " h p: ")
+    if h is None:  # pragma: no cover - the scanner only passes stamps of the parser
+        return 0.0, 0, 0
+    ts = header_time(h, h.year if h.year is not None else year)
+    return ts, h.month if h.year is None else 0, 1 if ts else 0
 
 
-def _reject_flags(action_b: bytes, text_b: bytes, mode: int) -> int:
-    """-1: the text could move the parser's split (the line goes to the parser);
-    0: not a reject action; 1: a reject; 3: a relay-access-denied reject.
-    Mode 0: TEXT is the reply text after `NNN N.N.N [<addr>: ]`, up to the envelope;
-    mode 1: everything after the client (another reply shape)."""
-    key = (action_b, text_b, mode)
-    flags = _FLAGS.get(key)
-    if flags is None:
-        flags = 0
-        if action_b.decode() in REJECT_ACTIONS:
-            text = text_b.decode()
-            if any(u in text for u in _UNSAFE_TEXT if mode == 0 or u == " from "):
-                flags = -1
-            else:
-                flags = 3 if _reason(action_b, text_b, mode)[0] == "relay_denied" else 1
-        if len(_FLAGS) > _CACHE:
-            _FLAGS.clear()
-        _FLAGS[key] = flags
-    return flags
-
-
-_CACHE = 10_000  # distinct reject texts remembered across the blocks of a worker
-_FLAGS: dict[tuple[bytes, bytes, int], int] = {}
-
-
-_REASONS: dict[tuple[bytes, bytes, int], tuple[str, str | None]] = {}
-
-
-def _reply_text(rest: str) -> str:
-    """What parser._reject classifies of the text after the client."""
+def _reply_span(rest_b: bytes) -> tuple[int, int]:
+    """Where parser._reject finds the reply text it classifies in the text after the
+    client (the envelope cut off, then the reply code or DSN)."""
+    rest = rest_b.decode()
     em = _ENVELOPE.search(rest)
-    if em is not None:
-        rest = rest[: em.start()]
-    rm = _REPLY.match(rest)
+    end = em.start() if em is not None else len(rest)
+    rm = _REPLY.match(rest, 0, end)
     if rm is not None:
-        return rm.group(3)
-    dm = _DSN_ONLY.match(rest)
-    return dm.group(2) if dm is not None else rest
-
-
-def _reason(action_b: bytes, text_b: bytes, mode: int) -> tuple[str, str | None]:
-    got = _REASONS.get((action_b, text_b, mode))
-    if got is None:
-        text = text_b.decode()
-        reason, detail = classify_reason(_reply_text(text) if mode else text)
-        if action_b == b"milter-reject":
-            reason = "greylisting" if reason == "greylisting" else "milter"
-        if len(_REASONS) > _CACHE:
-            _REASONS.clear()
-        got = _REASONS[(action_b, text_b, mode)] = (reason, detail)
-    return got
+        return rm.start(3), rm.end(3)
+    dm = _DSN_ONLY.match(rest, 0, end)
+    return (dm.start(2), dm.end(2)) if dm is not None else (0, end)
 
 
 def _disconnect_failures(tail: bytes) -> int:
@@ -172,8 +124,136 @@ def _is_postfix(program: bytes) -> bool:
     return is_postfix_program(program.decode())
 
 
+class RangeScan:
+    """The tally of consecutive blocks, as `Tally.merge` of their tallies in order gives it.
+
+    `add_block` scans a block (False: the scanner cannot prove it equal; the caller scans
+    it exactly and passes its tally to `add_tally`, nothing of it was counted). A table
+    merge prunes only when the merged table exceeds CAP keys: while the keys the scanner
+    and the parser counted for a table stay within CAP, the blocks' tables are plain sums
+    and stay in C; at the first block where they might not, the table comes to Python
+    and is merged block by block from then on, pruning where the merge prunes."""
+
+    def __init__(self) -> None:
+        assert _scan is not None
+        self._scanner: Any = _scan.Scanner(
+            _stamp_info, _is_postfix, _disconnect_failures, _reply_span
+        )
+        self._tally = Tally()  # the parser's part; all of a table taken per block
+        self._per_block = 0  # bit i: TABLES[i] is merged block by block
+        self._sizes: Sequence[int] = (0,) * len(TABLES)  # keys of the range's C tables
+
+    def add_block(
+        self,
+        block: Any,
+        year: int | None,
+        month: int | None,
+        reference: float,
+        since: float | None,
+        until: float | None,
+        contains: Callable[[float | None], bool] | None,
+    ) -> bool:
+        """Count a block of whole lines (bytes or a buffer); False: scan it exactly."""
+        if year is None or month is None:
+            return False
+        odd, unsure, month_bits, sizes = self._scanner.scan(block, year, since, until)
+        # More odd lines than CAP: a parser table could have been pruned inside the block.
+        if unsure or len(odd) > CAP:
+            return False
+        months: set[int] = {month} | {m for m in range(1, 13) if month_bits >> m & 1}
+        part = Tally()
+        scan_exact(odd, _MonthParser(YearTracker(year, month), reference, months), contains, part)
+        # The year of every yearless line is the block's year only while no month can move
+        # the tracker (a span of more than six months: New Year inside the block).
+        if max(months) - min(months) > 6:
+            return False
+        for size, names in zip(sizes, _NAMES, strict=True):
+            if any(size + len(getattr(part, name)) > CAP for name in names):
+                return False  # the exact path could prune inside the block: let it
+        self._add(part, sizes)
+        return True
+
+    def add_tally(self, part: Tally) -> None:
+        """Add the tally of a block scanned exactly."""
+        self._add(part, None)
+
+    def _add(self, part: Tally, sizes: Sequence[int] | None) -> None:
+        mask = 0
+        for i, names in enumerate(_NAMES):
+            if self._per_block >> i & 1:
+                continue
+            mine = self._sizes[i] + (sizes[i] if sizes is not None else 0)
+            if all(
+                mine + len(getattr(self._tally, name)) + len(getattr(part, name)) <= CAP
+                for name in names
+            ):
+                mask |= 1 << i
+        done = mask
+        if sizes is not None:
+            done, self._sizes = self._scanner.commit(mask)
+        for i in range(len(TABLES)):
+            if done >> i & 1:
+                continue
+            if not self._per_block >> i & 1:
+                # Nothing of the range was pruned so far: its table is the plain sum.
+                self._per_block |= 1 << i
+                for name, table in self._take(i, True).items():
+                    add_counts(getattr(self._tally, name), table)
+            if sizes is not None:
+                for name, table in self._take(i, False).items():  # the block's whole table
+                    add_counts(table, getattr(part, name))
+                    setattr(part, name, table)
+        self._tally.merge(part)
+
+    def _take(self, i: int, whole_range: bool) -> dict[str, Counter[str]]:
+        """Table i of the scanner (of the range, or of the block) as Tally counters."""
+        got: dict[str, Any] = self._scanner.take(i, whole_range)
+        table = TABLES[i]
+        if table == "sender":
+            out: dict[str, Counter[str]] = {name: Counter() for name in _SENDER}
+            for sender, counts in got.items():
+                for name, n in zip(_SENDER, counts, strict=True):
+                    out[name][sender] = n
+            return out
+        if table == "sasl_tail":
+            users: Counter[str] = Counter()
+            for tail, n in got.items():
+                m = _SASL_TAIL.match(tail)
+                assert m is not None  # the scanner only admits tails the rule accepts
+                users[m.group(2) or "(not logged)"] += n
+            return {"sasl_fail_user": users}
+        return {table: Counter(got)}
+
+    def tally(self) -> Tally:
+        """The tally of the blocks added (the scanner's range is emptied)."""
+        tally = self._tally
+        for i in range(len(TABLES)):
+            if not self._per_block >> i & 1:
+                for name, table in self._take(i, True).items():
+                    add_counts(getattr(tally, name), table)
+        kinds, lines, postfix, other, tmin, tmax, hours = self._scanner.totals()
+        for kind, n in zip(KINDS, kinds, strict=True):
+            if n:
+                tally.kinds[kind] += n
+        tally.lines_total += lines
+        tally.lines_postfix += postfix
+        tally.lines_other += other
+        tally.add_time(tmin)
+        tally.add_time(tmax)
+        for hour, (rejects, relay, sasl) in hours.items():
+            counts = tally.hourly[hour]
+            if rejects:
+                counts["rejects"] += rejects
+            if relay:
+                counts["relay_denied"] += relay
+            if sasl:
+                counts["sasl_failures"] += sasl
+        self._tally = Tally()
+        return tally
+
+
 def scan_c(
-    block: bytes,
+    block: Any,
     year: int | None,
     month: int | None,
     reference: float,
@@ -182,112 +262,9 @@ def scan_c(
     contains: Callable[[float | None], bool] | None,
 ) -> Tally | None:
     """Tally of a block of whole lines, or None when the block must be rescanned exactly."""
-    if _scan is None or year is None or month is None:
+    if _scan is None:
         return None
-    try:
-        return _tally(block, year, month, reference, since, until, contains)
-    except Unsure:
+    scan = RangeScan()
+    if not scan.add_block(block, year, month, reference, since, until, contains):
         return None
-
-
-def _tally(
-    block: bytes,
-    year: int,
-    month: int,
-    reference: float,
-    since: float | None,
-    until: float | None,
-    contains: Callable[[float | None], bool] | None,
-) -> Tally:
-    assert _scan is not None
-    r: dict[str, Any] = _scan.scan(
-        block, _hour_info(year), _is_postfix, _reject_flags, _disconnect_failures, since, until
-    )
-    if r["unsure"]:
-        raise Unsure
-    tally = Tally()
-    tables: dict[str, dict[str, int]] = r["tables"]
-    for name in _DIRECT:
-        part = tables[name]
-        if part:
-            getattr(tally, name).update(part)
-    for tail, n in tables["sasl_tail"].items():
-        m = _SASL_TAIL.match(tail)
-        assert m is not None  # the scanner only admits tails the rule accepts
-        tally.sasl_fail_user[m.group(2) or "(not logged)"] += n
-    for sender, (messages, size, rcpts) in r["senders"].items():
-        tally.sender_messages[sender] += messages
-        tally.sender_bytes[sender] += size
-        tally.sender_rcpts[sender] += rcpts
-    for action_b, text_b, mode, n in r["rejects"]:
-        action = action_b.decode()
-        if action not in REJECT_ACTIONS:
-            tally.other_actions[action] += n
-            continue
-        reason, detail = _reason(action_b, text_b, mode)
-        tally.reject_reason[reason] += n
-        if reason == "rbl" and detail:
-            tally.reject_rbl[detail] += n
-        elif reason == "policy_service":
-            tally.policy_servers["(451 4.3.5 reply)"] += n
-    for hour, (rejects, relay, sasl) in r["hourly"].items():
-        counts = tally.hourly[hour]
-        if rejects:
-            counts["rejects"] += rejects
-        if relay:
-            counts["relay_denied"] += relay
-        if sasl:
-            counts["sasl_failures"] += sasl
-    for kind, n in zip(KINDS, r["kinds"], strict=True):
-        if n:
-            tally.kinds[kind] += n
-    tally.lines_total = r["lines"]
-    tally.lines_postfix = r["postfix"]
-    tally.lines_other = r["other"]
-    if "tmin" in r:
-        tally.add_time(r["tmin"])
-        tally.add_time(r["tmax"])
-    months: set[int] = {month} | {m for m in range(1, 13) if r["months"] >> m & 1}
-
-    # --- the other lines, in order, through the exact parser (samples keep their order)
-    parser = _MonthParser(YearTracker(year, month), reference, months)
-    exact = Tally()
-    lines_total = 0
-    for raw in r["odd"]:
-        result = parser.parse(raw)
-        event = result.event
-        if event is not None and contains is not None and not contains(event.ts):
-            continue
-        lines_total += 1
-        if result.invalid:
-            exact.lines_invalid += 1
-        elif event is None or event.kind is Kind.OTHER_PROGRAM:
-            exact.lines_other += 1
-        else:
-            exact.add(event, result.text)
-    # The year of every yearless line is the block's year only while no month can move
-    # the tracker (a span of more than six months: New Year inside the block).
-    if max(months) - min(months) > 6:
-        raise Unsure
-    tally.lines_total += lines_total
-    tally.lines_postfix += exact.lines_postfix
-    tally.lines_other += exact.lines_other
-    tally.lines_invalid = exact.lines_invalid
-    tally.add_time(exact.start)
-    tally.add_time(exact.end)
-    for name in COUNTERS:
-        mine: Counter[str] = getattr(tally, name)
-        theirs: Counter[str] = getattr(exact, name)
-        if theirs:
-            if name == "anvil_max":
-                for key, value in theirs.items():
-                    mine[key] = max(mine[key], value)
-            else:
-                mine.update(theirs)
-        if len(mine) > CAP:
-            raise Unsure  # the exact path would have pruned mid-block: let it
-    tally.unparsed_samples = exact.unparsed_samples
-    tally.fatal_samples = exact.fatal_samples
-    for hour, counts in exact.hourly.items():
-        tally.hourly[hour].update(counts)
-    return tally
+    return scan.tally()

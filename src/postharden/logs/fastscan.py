@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import filterfalse
 from operator import itemgetter
 from typing import Any
@@ -398,18 +398,8 @@ def _scan(
     # --- the other lines, in order, through the exact parser (samples keep their order)
     parser = _MonthParser(YearTracker(year, month), reference, months)
     exact = Tally()
-    for raw in raws:
-        result = parser.parse(raw + b"\n")
-        event = result.event
-        if event is not None and contains is not None and not contains(event.ts):
-            lines_total -= 1
-            continue
-        if result.invalid:
-            exact.lines_invalid += 1
-        elif event is None or event.kind is Kind.OTHER_PROGRAM:
-            exact.lines_other += 1
-        else:
-            exact.add(event, result.text)
+    scan_exact((raw + b"\n" for raw in raws), parser, contains, exact)
+    lines_total -= len(raws) - exact.lines_total  # the lines outside the window
     # The year of every yearless line is the block's year only while no month can move
     # the tracker (a span of more than six months: New Year inside the block).
     if max(months) - min(months) > 6:
@@ -499,6 +489,27 @@ def _time_info(
     ts = header_time(h, year)
     hour = int(ts // 3600 * 3600) if ts else 0
     return ts, hour, contains is None or contains(ts)
+
+
+def scan_exact(
+    lines: Iterable[bytes],
+    parser: LineParser,
+    contains: Callable[[float | None], bool] | None,
+    tally: Tally,
+) -> None:
+    """Every line through the exact parser into TALLY (CONTAINS: the time window)."""
+    for raw in lines:
+        result = parser.parse(raw)
+        event = result.event
+        if event is not None and contains is not None and not contains(event.ts):
+            continue
+        tally.lines_total += 1
+        if result.invalid:
+            tally.lines_invalid += 1
+        elif event is None or event.kind is Kind.OTHER_PROGRAM:
+            tally.lines_other += 1
+        else:
+            tally.add(event, result.text)
 
 
 class _MonthParser(LineParser):

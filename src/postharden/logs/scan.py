@@ -29,7 +29,7 @@ from postharden.logs import cscan
 from postharden.logs.analyze import COUNTERS, Tally
 from postharden.logs.errors import LogError
 from postharden.logs.events import Kind
-from postharden.logs.fastscan import scan_fast
+from postharden.logs.fastscan import scan_exact, scan_fast
 from postharden.logs.reader import (
     MAX_LINE,
     LineParser,
@@ -77,21 +77,6 @@ class Window:
         return self.since is None and self.until is None
 
 
-def scan_exact(lines: Iterator[bytes], parser: LineParser, window: Window, tally: Tally) -> None:
-    for raw in lines:
-        result = parser.parse(raw)
-        event = result.event
-        if event is not None and not window.contains(event.ts):
-            continue
-        tally.lines_total += 1
-        if result.invalid:
-            tally.lines_invalid += 1
-        elif event is None or event.kind is Kind.OTHER_PROGRAM:
-            tally.lines_other += 1
-        else:
-            tally.add(event, result.text)
-
-
 def _split_lines(block: bytes) -> Iterator[bytes]:
     start = 0
     n = len(block)
@@ -104,13 +89,17 @@ def _split_lines(block: bytes) -> Iterator[bytes]:
         start = end + 1
 
 
+def _compiled(exact: bool) -> bool:
+    return not exact and ENGINE == "c" and cscan.available()
+
+
 def scan_block(
     block: bytes, year: int | None, month: int | None, reference: float, window: Window, exact: bool
 ) -> Tally:
     """One block of whole lines -> Tally (the fast path when it can prove its result)."""
+    contains = None if window.open else window.contains
     if not exact:
-        contains = None if window.open else window.contains
-        if ENGINE == "c" and cscan.available():
+        if _compiled(exact):
             tally = cscan.scan_c(
                 block, year, month, reference, window.since, window.until, contains
             )
@@ -120,7 +109,7 @@ def scan_block(
             return tally
     tally = Tally()
     tracker = YearTracker(year, month) if year is not None and month is not None else None
-    scan_exact(_split_lines(block), LineParser(tracker, reference), window, tally)
+    scan_exact(_split_lines(block), LineParser(tracker, reference), contains, tally)
     return tally
 
 
@@ -156,16 +145,60 @@ def _run_task(task: Task) -> tuple[Tally, bool]:
     return scan_block(data, task.year, task.month, task.reference, task.window, task.exact), shrank
 
 
+def _read_into(fh: Any, task: Task, buffer: bytearray) -> tuple[memoryview, bool]:
+    """The byte range of TASK read into BUFFER -> (its whole lines, shrank)."""
+    view = memoryview(buffer)
+    fh.seek(task.offset)
+    got = 0
+    while got < task.length:
+        n = fh.readinto(view[got : task.length])
+        if not n:
+            break
+        got += n
+    if got == task.length:
+        return view[:got], False
+    return view[: buffer.rfind(b"\n", 0, got) + 1], True
+
+
 def _run_range(tasks: tuple[Task, ...]) -> tuple[tuple[Tally, Packed], bool]:
     """The blocks of one range, merged in order exactly as the main process merges."""
-    tally = Tally()
+    if not _compiled(tasks[0].exact):
+        tally = Tally()
+        shrank = False
+        for task in tasks:
+            part, short = _run_task(task)
+            tally.merge(part)
+            del part  # not alive while the next block is scanned (peak memory)
+            shrank = shrank or short
+        return _pack(tally), shrank
+    # The compiled scanner keeps the range's tables (cscan.RangeScan); every block is read
+    # into one buffer (no fresh pages per block).
+    scan = cscan.RangeScan()
+    buffer = bytearray(max(task.length for task in tasks))
     shrank = False
-    for task in tasks:
-        part, short = _run_task(task)
-        tally.merge(part)
-        del part  # not alive while the next block is scanned (peak memory)
-        shrank = shrank or short
-    return _pack(tally), shrank
+    assert tasks[0].path is not None
+    with open(tasks[0].path, "rb", buffering=0) as fh:
+        for task in tasks:
+            window = task.window
+            contains = None if window.open else window.contains
+            block, short = _read_into(fh, task, buffer)
+            shrank = shrank or short
+            with block:
+                if not scan.add_block(
+                    block,
+                    task.year,
+                    task.month,
+                    task.reference,
+                    window.since,
+                    window.until,
+                    contains,
+                ):
+                    data = bytes(block)
+                    scan.add_tally(
+                        scan_block(data, task.year, task.month, task.reference, window, True)
+                    )
+                    del data
+    return _pack(scan.tally()), shrank
 
 
 Packed = dict[str, tuple[int, str, "array[int]"]]
