@@ -10,6 +10,7 @@ import inspect
 import random
 import re
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -227,3 +228,109 @@ def test_a_failing_callback_leaves_no_half_entry(monkeypatch: pytest.MonkeyPatch
     assert (odd, unsure) == ([], 0) and len(calls) == 2
     scanner.commit(0)
     assert scanner.totals()[1:3] == (1, 1)  # one line, a Postfix one
+
+
+def test_unparsed_and_fatal_lines_once_the_samples_are_taken() -> None:
+    """The parser keeps the text of the first SAMPLES unparsed and fatal lines; once the
+    range has them, the scanner counts such lines itself (a `to=` message without
+    `relay=`, `fatal:`, `panic:`), with the same report."""
+    start = time.mktime((2025, 3, 1, 10, 0, 0, 0, 0, -1))
+    shapes = [
+        "postfix/smtp[3]: ABCDEF{i:04X}: to=<x{i}@y",  # unparsed, in C once full
+        "postfix/smtp[3]: ABCDEF{i:04X}: to=<x@y>, relay=none, delay=1",  # the parser's
+        "postfix/master[4]: fatal: no {i}",
+        "postfix/smtpd[5]: ABCDEF{i:04X}: panic: oops {i}",
+        "postfix/smtpd[5]: error: open database {i}",  # always in C
+        "postfix/smtpd[5]: connect from x[192.0.2.{n}]",
+    ]
+    stamps = _stamps(start, 1200, 3.0)
+    text = "".join(
+        f"{ts} mx " + shapes[i % len(shapes)].format(i=i, n=i % 200) + "\n"
+        for i, ts in enumerate(stamps)
+    )
+    blocks = _blocks(text, 60)
+    ref = start + 86400
+    tally = _range(blocks, ref).tally()
+    assert _fields(tally) == _fields(_reference(blocks, ref))
+    assert len(tally.unparsed_samples) == len(tally.fatal_samples) == analyze.SAMPLES
+    assert tally.kinds["error"] == tally.kinds["fatal"] == 200 and tally.kinds["unparsed"] > 200
+
+    assert cscan._scan is not None
+    scanner = cscan._scan.Scanner(
+        cscan._stamp_info, cscan._is_postfix, cscan._disconnect_failures, cscan._reply_span
+    )
+
+    def shapes_left(full: int) -> dict[str, int]:
+        odd = scanner.scan(blocks[0], 2025, None, None, full)[0]
+        marks = {"unparsed": b": to=<x", "relay": b"relay=", "fatal": b": fatal:"}
+        marks |= {"panic": b": panic:", "error": b": error:"}
+        return {k: sum(m in raw for raw in odd) for k, m in marks.items()}
+
+    assert shapes_left(0) == {"unparsed": 20, "relay": 10, "fatal": 10, "panic": 10, "error": 0}
+    assert shapes_left(1) == {"unparsed": 10, "relay": 10, "fatal": 10, "panic": 10, "error": 0}
+    assert shapes_left(2) == {"unparsed": 20, "relay": 10, "fatal": 0, "panic": 0, "error": 0}
+    assert shapes_left(3) == {"unparsed": 10, "relay": 10, "fatal": 0, "panic": 0, "error": 0}
+
+
+# --- packed tables and the main process's merge -------------------------------------------
+
+KEYS = [
+    "a",
+    "b",
+    "ab",
+    "",
+    "user\x00192.0.2.1",
+    "line\nbreak",
+    "caf\u00e9",
+    "\udc80raw",
+    "\U0001f600",
+]
+
+
+def test_pack_and_unpack() -> None:
+    assert cscan._scan is not None
+    table = Counter({k: i for i, k in enumerate(KEYS)}) | Counter({"big": 2**63 - 1})
+    assert cscan._scan.unpack(cscan._scan.pack(table)) == table
+    assert cscan._scan.pack(Counter()) is not None
+    for bad in (Counter({"x": 2**63}), Counter({"x": -1}), {"x": 1.5}, {b"x": 1}):
+        assert cscan._scan.pack(bad) is None
+    with pytest.raises(ValueError):
+        cscan._scan.unpack(b"\x05" + bytes(7))
+
+
+@pytest.mark.parametrize("cap", [10, 60])
+def test_merged_equals_tally_merge(monkeypatch: pytest.MonkeyPatch, cap: int) -> None:
+    """cscan.Merged (packed tables merged and pruned in C) against Tally.merge, key sets
+    built to tie at the prune; a count beyond int64 brings its table to Python."""
+    for module in (analyze, fastscan, cscan):
+        monkeypatch.setattr(module, "CAP", cap)
+    rng = random.Random(cap)
+    merged, reference = cscan.Merged(), Tally()
+    for step in range(40):
+        part = Tally()
+        for name in ("reject_client", "login_user_client", "sender_bytes", "dnsbl"):
+            table = getattr(part, name)
+            for _ in range(rng.randrange(cap)):
+                table[rng.choice(KEYS) + str(rng.randrange(cap))] += rng.randrange(1, 4)
+        if step == 25:
+            part.sender_bytes["huge"] = 2**63 + 5
+        part.lines_total = step
+        part.unparsed_samples = [f"u{step}"]
+        reference.merge(part)
+        blobs: cscan.Blobs = {}
+        if step % 2:  # half of the parts come packed, as from a worker
+            part, blobs = cscan.pack_tally(part, {})
+        merged.merge(part, blobs)
+    got = merged.tally()
+    assert _fields(got) == _fields(reference)
+    assert got.sender_bytes["huge"] >= 2**63
+    assert merged._python == {"sender_bytes"}
+
+
+def test_merger_refuses_an_overflow_whole() -> None:
+    assert cscan._scan is not None
+    merger = cscan._scan.Merger(1)
+    blob = cscan._scan.pack(Counter({"a": 2**62, "b": 1}))
+    assert merger.merge(0, [blob], 10)
+    assert not merger.merge(0, [cscan._scan.pack(Counter({"c": 1})), blob], 10)
+    assert merger.take(0) == {"a": 2**62, "b": 1}  # nothing of the refused merge

@@ -212,6 +212,11 @@ static const char *const TABLE_NAMES[N_TABLES] = {
     "policy_servers", "other_actions", "sender",
 };
 
+/* Scanner.scan's `full`: the kinds of lines whose samples (Tally.unparsed_samples,
+   fatal_samples) the range has all of; other lines of these kinds go to the parser, which
+   keeps their text. */
+enum { FULL_UNPARSED = 1, FULL_FATAL = 2 };
+
 /* Caches of callback answers and rule results, kept across blocks. */
 enum {
     C_REJECT_TEXT, /* reply text -> aux = -1 (left to the parser) or 1, v = reason, list name */
@@ -226,7 +231,8 @@ enum {
     K_CONNECT, K_DISCONNECT, K_CLIENT, K_SASL_LOGIN, K_MESSAGE_ID, K_QUEUED, K_DELIVERY,
     K_REMOVED, K_REJECT, K_SASL_FAILURE, K_SASL_ABORTED, K_LOST_CONNECTION, K_TIMEOUT,
     K_TOO_MANY_ERRORS, K_TLS_ESTABLISHED, K_PIPELINING, K_POSTSCREEN, K_EXPIRED, K_PICKUP,
-    K_BOUNCE_NOTICE, K_DELIVERY_PROBLEM, K_LIFECYCLE, K_WARNING, K_RATE_LIMIT, N_KINDS
+    K_BOUNCE_NOTICE, K_DELIVERY_PROBLEM, K_LIFECYCLE, K_WARNING, K_RATE_LIMIT, K_ERROR, K_FATAL,
+    K_PANIC, K_UNPARSED, N_KINDS
 };
 
 /* What a block (blk) or a range (acc) counted. */
@@ -251,6 +257,7 @@ typedef struct {
     int has_since, has_until;
     unsigned months;
     int unsure;
+    int full; /* FULL_*: the range has all the samples of a kind: count its lines here */
     PyObject *odd;
     /* the last hour key and its entry: consecutive lines mostly share it */
     char last_key[64];
@@ -1186,7 +1193,16 @@ static int message(Scan *s, const char *m, const char *e, When *w) {
     const char *p = queue_id(m, e);
     char c = p < e ? *p : 0;
     if (c == 'w' && STARTS(p, e, "warning: ")) return warning(s, p + 9, e, w);
-    if (STARTS(p, e, "fatal: ") || STARTS(p, e, "panic: ") || STARTS(p, e, "error: ")) return 0;
+    /* `fatal: `, `panic: `, `error: ` after the queue ID: FATAL, PANIC, ERROR events */
+    int severity = STARTS(p, e, "fatal: ")   ? K_FATAL
+                   : STARTS(p, e, "panic: ") ? K_PANIC
+                   : STARTS(p, e, "error: ") ? K_ERROR
+                                             : -1;
+    if (severity >= 0) {
+        if (severity != K_ERROR && !(s->full & FULL_FATAL)) return 0;
+        s->blk.kinds[severity]++;
+        return 1;
+    }
     if (ISLOWER(c)) {
         /* `first.islower() and ": " in msg[:32]` and `_REJECT.match`: a message that
            starts with `[a-z][a-z_-]*: ` is a reject or none of the shapes below */
@@ -1233,7 +1249,14 @@ static int message(Scan *s, const char *m, const char *e, When *w) {
         if (STARTS(p, e, "timeout after ")) return after(s, p, e, K_TIMEOUT, "timeout", 14);
         if (STARTS(p, e, "too many errors after "))
             return after(s, p, e, K_TOO_MANY_ERRORS, "too_many_errors", 22);
-        if (STARTS(p, e, "to=")) return delivery(s, p, e);
+        if (STARTS(p, e, "to=")) {
+            int r = delivery(s, p, e);
+            /* no rule of the parser takes a `to=` message _DELIVERY does not match, and
+               _DELIVERY needs `relay=`: without it the line is UNPARSED */
+            if (r || (s->full & FULL_UNPARSED) == 0 || FIND(p, e, "relay=")) return r;
+            s->blk.kinds[K_UNPARSED]++;
+            return 1;
+        }
         if (STARTS(p, e, "terminating on signal") || STARTS(p, e, "table ")) {
             s->blk.kinds[K_LIFECYCLE]++;
             return 1;
@@ -1427,19 +1450,45 @@ static int program(const char *p, const char *e, const char **pe, const char **m
 }
 
 
-static int line(Scan *s, const char *p, const char *e) {
+/* The end of the line at p (its newline, or END) and whether a byte of it is outside
+   printable ASCII (*bad): one pass. */
+static inline const char *line_end(const char *p, const char *end, int *bad) {
+    int b = 0;
+#if defined(__SSE2__)
+    const __m128i space = _mm_set1_epi8(' '), del = _mm_set1_epi8(0x7f), nl = _mm_set1_epi8('\n');
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        /* signed: bytes from 0x80 are below ' ' too */
+        unsigned out = (unsigned)_mm_movemask_epi8(
+            _mm_or_si128(_mm_cmplt_epi8(v, space), _mm_cmpeq_epi8(v, del)));
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl));
+        if (m) {
+            *bad = b | ((out & ((1u << __builtin_ctz(m)) - 1)) != 0);
+            return p + __builtin_ctz(m);
+        }
+        b |= out != 0;
+        p += 16;
+    }
+#endif
+    for (; p < end && *p != '\n'; p++) b |= (unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e;
+    *bad = b;
+    return p;
+}
+
+#define NO_HOUR INT64_MIN
+
+/* `int(ts // 3600 * 3600)` of Tally.add, for a time without its fraction */
+static int64_t hour_of(double whole) {
+    return (int64_t)(floor(whole / 3600.0) * 3600.0);
+}
+
+static int line(Scan *s, const char *p, const char *e, int bad) {
     char key[64];
     size_t keyn;
     int secs;
     int64_t micro;
     const char *prog, *pe, *msg;
-    if (e - p > MAX_SCAN_LINE) return 0;
-    unsigned char bad = 0;
-    for (const char *q = p; q < e; q++) {
-        unsigned char c = (unsigned char)*q;
-        bad |= (unsigned char)((c < 0x20) | (c > 0x7e));
-    }
-    if (bad || e - p < 20) return 0;
+    if (bad || e - p > MAX_SCAN_LINE || e - p < 20) return 0;
     if (!ISUPPER(p[0]) && !ISDIGIT(p[0])) return 0;
     if (!header(p, e, key, &keyn, &secs, &micro, &prog)) return 0;
     if (!program(prog, e, &pe, &msg)) return 0;
@@ -1462,6 +1511,10 @@ static int line(Scan *s, const char *p, const char *e) {
             hr->d = d;
             hr->v[0] = valid;
             hr->v[1] = mon;
+            /* the hour of a line of this stamp while its seconds are below 3600: one value
+               when the first and the last give the same (floor is monotonic) */
+            int64_t first = hour_of(d), last = hour_of(d + 3599.0);
+            hr->v[2] = first == last ? first : NO_HOUR;
         }
         s->last_hour = hr - s->c[C_STAMP].e;
         memcpy(s->last_key, key, keyn);
@@ -1490,7 +1543,7 @@ static int line(Scan *s, const char *p, const char *e) {
     }
     When w;
     w.ts = ts;
-    w.hour = ts == 0.0 ? 0 : (int64_t)(floor(whole / 3600.0) * 3600.0);
+    w.hour = ts == 0.0 ? 0 : hr->v[2] != NO_HOUR && secs < 3600 ? hr->v[2] : hour_of(whole);
     int r = message(s, msg, e, &w);
     if (r == 1) {
         Part *b = &s->blk;
@@ -1571,13 +1624,16 @@ static PyObject *sizes(Part *p) {
     return t;
 }
 
-/* scan(block, year, since, until) -> (odd lines, unsure, months bit set, sizes of the
-   block's tables). */
+/* scan(block, year, since, until, full=0) -> (odd lines, unsure, months bit set, sizes of
+   the block's tables). */
 static PyObject *Scanner_scan(Scan *s, PyObject *args) {
     Py_buffer buf;
     int year;
     PyObject *since, *until;
-    if (!ready(s) || !PyArg_ParseTuple(args, "y*iOO", &buf, &year, &since, &until)) return NULL;
+    int full = 0;
+    if (!ready(s) || !PyArg_ParseTuple(args, "y*iOO|i", &buf, &year, &since, &until, &full))
+        return NULL;
+    s->full = full;
     PyObject *result = NULL;
     s->has_since = since != Py_None;
     s->since = s->has_since ? PyFloat_AsDouble(since) : 0;
@@ -1598,10 +1654,10 @@ static PyObject *Scanner_scan(Scan *s, PyObject *args) {
     if (!s->odd) goto done;
     const char *p = buf.buf, *end = p + buf.len;
     while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *e = nl ? nl : end;
-        const char *next = nl ? nl + 1 : end;
-        int r = line(s, p, e);
+        int bad;
+        const char *e = line_end(p, end, &bad);
+        const char *next = e < end ? e + 1 : end;
+        int r = line(s, p, e, bad);
         if (r < 0) goto done;
         if (r == 0) {
             PyObject *b = PyBytes_FromStringAndSize(p, next - p);
@@ -1800,16 +1856,402 @@ static PyObject *add_counts(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* --- packed tables ---------------------------------------------------------------------------
+
+   A table crosses processes as one bytes object: int64 n, n int64 counts (each >= 0), n
+   uint32 key lengths, then the keys as UTF-8 (lone surrogates as `surrogatepass` writes
+   them). UTF-8 keeps the order of code points, so comparing two keys' bytes compares the
+   str keys as Python does. */
+
+typedef struct {
+    const char *counts, *lens, *keys; /* unaligned: read with memcpy */
+    size_t n, klen;
+} Packed;
+
+static int64_t packed_count(const Packed *p, size_t i) {
+    int64_t v;
+    memcpy(&v, p->counts + 8 * i, 8);
+    return v;
+}
+
+static uint32_t packed_len(const Packed *p, size_t i) {
+    uint32_t v;
+    memcpy(&v, p->lens + 4 * i, 4);
+    return v;
+}
+
+/* A packed table's parts; -1 (ValueError) when BLOB is not one. */
+static int packed_view(PyObject *blob, Packed *p) {
+    char *b;
+    Py_ssize_t len;
+    if (PyBytes_AsStringAndSize(blob, &b, &len) < 0) return -1;
+    int64_t n;
+    if (len < 8) goto bad;
+    memcpy(&n, b, 8);
+    if (n < 0 || (uint64_t)n > ((uint64_t)len - 8) / 12) goto bad;
+    p->n = (size_t)n;
+    p->counts = b + 8;
+    p->lens = p->counts + 8 * p->n;
+    p->keys = p->lens + 4 * p->n;
+    p->klen = (size_t)len - 8 - 12 * p->n;
+    size_t total = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        total += packed_len(p, i);
+        if (packed_count(p, i) < 0) goto bad;
+    }
+    if (total != p->klen) goto bad;
+    return 0;
+bad:
+    PyErr_SetString(PyExc_ValueError, "not a packed table");
+    return -1;
+}
+
+/* A packed table of N entries and KLEN bytes of keys, to be filled. */
+static PyObject *packed_new(size_t n, size_t klen, char **counts, char **lens, char **keys) {
+    PyObject *blob = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(8 + 12 * n + klen));
+    if (!blob) return NULL;
+    char *b = PyBytes_AS_STRING(blob);
+    int64_t n64 = (int64_t)n;
+    memcpy(b, &n64, 8);
+    *counts = b + 8;
+    *lens = *counts + 8 * n;
+    *keys = *lens + 4 * n;
+    return blob;
+}
+
+/* Counter V (0, 1, 2) of the entries of T, packed. */
+static PyObject *tab_pack(const Tab *t, int v) {
+    size_t klen = 0;
+    for (size_t i = 0; i < t->n; i++) klen += t->e[i].len;
+    char *counts, *lens, *keys;
+    PyObject *blob = packed_new(t->n, klen, &counts, &lens, &keys);
+    for (size_t i = 0; blob && i < t->n; i++) {
+        const Ent *x = &t->e[i];
+        memcpy(counts + 8 * i, &x->v[v], 8);
+        memcpy(lens + 4 * i, &x->len, 4);
+        memcpy(keys, key_of(t, x), x->len);
+        keys += x->len;
+    }
+    return blob;
+}
+
+/* The bytes of str KEY in a packed table, or NULL (*tmp: a bytes object to release). */
+static const char *key_bytes(PyObject *key, Py_ssize_t *n, PyObject **tmp) {
+    *tmp = NULL;
+    if (PyUnicode_IS_ASCII(key)) {
+        *n = PyUnicode_GET_LENGTH(key);
+        return (const char *)PyUnicode_DATA(key);
+    }
+    *tmp = PyUnicode_AsEncodedString(key, "utf-8", "surrogatepass");
+    if (!*tmp) return NULL;
+    *n = PyBytes_GET_SIZE(*tmp);
+    return PyBytes_AS_STRING(*tmp);
+}
+
+/* pack(counter) -> bytes, or None when a key is not a str or a count is not an int in
+   [0, 2**63). */
+static PyObject *pack(PyObject *self, PyObject *table) {
+    (void)self;
+    if (!PyDict_Check(table)) {
+        PyErr_SetString(PyExc_TypeError, "pack: a dict of counts");
+        return NULL;
+    }
+    PyObject *key, *value;
+    Py_ssize_t pos = 0, n, klen = 0;
+    while (PyDict_Next(table, &pos, &key, &value)) {
+        int overflow;
+        if (!PyUnicode_CheckExact(key) || !PyLong_Check(value)) Py_RETURN_NONE;
+        long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow || v < 0) Py_RETURN_NONE;
+        PyObject *tmp;
+        if (!key_bytes(key, &n, &tmp)) return NULL;
+        Py_XDECREF(tmp);
+        klen += n;
+    }
+    size_t count = (size_t)PyDict_GET_SIZE(table), i = 0;
+    char *counts, *lens, *keys;
+    PyObject *blob = packed_new(count, (size_t)klen, &counts, &lens, &keys);
+    pos = 0;
+    while (blob && PyDict_Next(table, &pos, &key, &value)) {
+        int64_t v = PyLong_AsLongLong(value);
+        PyObject *tmp;
+        const char *k = key_bytes(key, &n, &tmp);
+        if (!k || i >= count || n > (Py_ssize_t)UINT32_MAX) { /* the dict changed, or a huge key */
+            Py_XDECREF(tmp);
+            Py_CLEAR(blob);
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "pack: the table changed");
+            break;
+        }
+        uint32_t kn = (uint32_t)n;
+        memcpy(counts + 8 * i, &v, 8);
+        memcpy(lens + 4 * i, &kn, 4);
+        memcpy(keys, k, (size_t)n);
+        keys += n;
+        i++;
+        Py_XDECREF(tmp);
+    }
+    return blob;
+}
+
+/* unpack(blob) -> dict */
+static PyObject *unpack(PyObject *self, PyObject *blob) {
+    (void)self;
+    Packed p;
+    if (packed_view(blob, &p) < 0) return NULL;
+    PyObject *d = PyDict_New();
+    const char *k = p.keys;
+    for (size_t i = 0; d && i < p.n; i++) {
+        uint32_t kn = packed_len(&p, i);
+        PyObject *key = PyUnicode_DecodeUTF8(k, kn, "surrogatepass");
+        PyObject *v = key ? PyLong_FromLongLong(packed_count(&p, i)) : NULL;
+        if (!v || PyDict_SetItem(d, key, v) < 0) Py_CLEAR(d);
+        Py_XDECREF(key);
+        Py_XDECREF(v);
+        k += kn;
+    }
+    return d;
+}
+
+/* --- the Merger: the main process's large tables --------------------------------------------
+   Tally.merge_counter of packed tables: add, and when the table has more than CAP keys,
+   keep the CAP // 2 largest counts, ties broken by key (analyze.prune). */
+
+typedef struct {
+    PyObject_HEAD
+    Tab *t;
+    int64_t *sum; /* of each table's counts: no count can overflow while it does not */
+    Py_ssize_t n;
+} Merger;
+
+/* Is entry A of T before entry B in the order of a prune (count descending, then key)? */
+static int before(const Tab *t, uint32_t a, uint32_t b) {
+    const Ent *x = &t->e[a], *y = &t->e[b];
+    if (x->v[0] != y->v[0]) return x->v[0] > y->v[0];
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(key_of(t, x), key_of(t, y), n);
+    return c ? c < 0 : x->len < y->len;
+}
+
+/* Reorder IX so that its first K entries are the first K of the prune order (quickselect,
+   pivots from a fixed pseudo-random sequence: the set chosen does not depend on them). */
+static void select_first(const Tab *t, uint32_t *ix, size_t n, size_t k) {
+    size_t lo = 0, hi = n;
+    uint64_t r = 0x2545F4914F6CDD1DULL;
+    while (hi - lo > 1) {
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        size_t m = lo + (size_t)(r % (hi - lo));
+        uint32_t pivot = ix[m], tmp;
+        ix[m] = ix[hi - 1];
+        ix[hi - 1] = pivot;
+        size_t i = lo;
+        for (size_t j = lo; j < hi - 1; j++)
+            if (before(t, ix[j], pivot)) {
+                tmp = ix[i];
+                ix[i] = ix[j];
+                ix[j] = tmp;
+                i++;
+            }
+        ix[hi - 1] = ix[i];
+        ix[i] = pivot;
+        if (i == k) return;
+        if (k < i)
+            hi = i;
+        else
+            lo = i + 1;
+    }
+}
+
+static int prune_tab(Tab *t, size_t keep, int64_t *sum) {
+    uint32_t *ix = PyMem_Malloc(t->n * sizeof *ix);
+    Tab kept;
+    if (!ix || tab_init(&kept) < 0) {
+        PyMem_Free(ix);
+        tab_free(&kept);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < t->n; i++) ix[i] = (uint32_t)i;
+    select_first(t, ix, t->n, keep);
+    *sum = 0;
+    for (size_t i = 0; i < keep; i++) {
+        const Ent *x = &t->e[ix[i]];
+        int fresh;
+        Ent *y = tab_get_h(&kept, key_of(t, x), x->len, x->h, &fresh);
+        if (!y) {
+            PyMem_Free(ix);
+            tab_free(&kept);
+            return -1;
+        }
+        y->v[0] = x->v[0];
+        *sum += x->v[0];
+    }
+    PyMem_Free(ix);
+    tab_free(t);
+    *t = kept;
+    return 0;
+}
+
+static int Merger_init(Merger *m, PyObject *args, PyObject *kwds) {
+    static char *kw[] = {"tables", NULL};
+    Py_ssize_t n;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n", kw, &n)) return -1;
+    if (m->t || n < 0 || n > 1024) {
+        PyErr_SetString(PyExc_ValueError, "Merger(tables): once, with 0 to 1024 tables");
+        return -1;
+    }
+    m->t = PyMem_Calloc((size_t)n + 1, sizeof *m->t);
+    m->sum = PyMem_Calloc((size_t)n + 1, sizeof *m->sum);
+    if (!m->t || !m->sum) goto nomem;
+    m->n = n;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (tab_init(&m->t[i]) < 0) goto nomem;
+    return 0;
+nomem:
+    PyErr_NoMemory();
+    return -1;
+}
+
+static void Merger_dealloc(Merger *m) {
+    for (Py_ssize_t i = 0; m->t && i < m->n; i++) tab_free(&m->t[i]);
+    PyMem_Free(m->t);
+    PyMem_Free(m->sum);
+    Py_TYPE(m)->tp_free((PyObject *)m);
+}
+
+static int merger_table(Merger *m, Py_ssize_t i) {
+    if (!m->t || i < 0 || i >= m->n) {
+        PyErr_SetString(PyExc_IndexError, "Merger: no such table");
+        return 0;
+    }
+    return 1;
+}
+
+/* merge(table, blobs, cap) -> bool: add the packed tables BLOBS (together one table of a
+   tally) to TABLE and prune it when it has more than CAP keys. False, and nothing added,
+   when a count could leave int64. */
+static PyObject *Merger_merge(Merger *m, PyObject *args) {
+    Py_ssize_t i, cap;
+    PyObject *blobs;
+    if (!PyArg_ParseTuple(args, "nOn", &i, &blobs, &cap) || !merger_table(m, i)) return NULL;
+    PyObject *seq = PySequence_Fast(blobs, "Merger.merge: a sequence of packed tables");
+    if (!seq) return NULL;
+    Py_ssize_t nb = PySequence_Fast_GET_SIZE(seq);
+    PyObject *result = NULL;
+    Packed *p = PyMem_Calloc((size_t)nb + 1, sizeof *p);
+    if (!p) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t sum = m->sum[i];
+    for (Py_ssize_t b = 0; b < nb; b++) {
+        if (packed_view(PySequence_Fast_GET_ITEM(seq, b), &p[b]) < 0) goto done;
+        for (size_t j = 0; j < p[b].n; j++)
+            if (__builtin_add_overflow(sum, packed_count(&p[b], j), &sum)) {
+                result = Py_NewRef(Py_False);
+                goto done;
+            }
+    }
+    Tab *t = &m->t[i];
+    for (Py_ssize_t b = 0; b < nb; b++) {
+        const char *k = p[b].keys;
+        for (size_t j = 0; j < p[b].n; j++) {
+            uint32_t kn = packed_len(&p[b], j);
+            int fresh;
+            Ent *x = tab_get(t, k, kn, &fresh);
+            if (!x) goto done; /* no memory: the merger is broken, the caller stops */
+            x->v[0] += packed_count(&p[b], j);
+            k += kn;
+        }
+    }
+    m->sum[i] = sum;
+    if (cap >= 0 && t->n > (size_t)cap && prune_tab(t, (size_t)cap / 2, &m->sum[i]) < 0) goto done;
+    result = Py_NewRef(Py_True);
+done:
+    PyMem_Free(p);
+    Py_DECREF(seq);
+    return result;
+}
+
+/* take(table) -> dict: the table, emptied. */
+static PyObject *Merger_take(Merger *m, PyObject *arg) {
+    Py_ssize_t i = PyLong_AsSsize_t(arg);
+    if ((i == -1 && PyErr_Occurred()) || !merger_table(m, i)) return NULL;
+    Tab *t = &m->t[i];
+    PyObject *d = PyDict_New();
+    for (size_t j = 0; d && j < t->n; j++) {
+        const Ent *x = &t->e[j];
+        PyObject *key = PyUnicode_DecodeUTF8(key_of(t, x), x->len, "surrogatepass");
+        PyObject *v = key ? PyLong_FromLongLong(x->v[0]) : NULL;
+        if (!v || PyDict_SetItem(d, key, v) < 0) Py_CLEAR(d);
+        Py_XDECREF(key);
+        Py_XDECREF(v);
+    }
+    if (d) {
+        tab_clear(t);
+        m->sum[i] = 0;
+    }
+    return d;
+}
+
+static PyMethodDef MERGER_METHODS[] = {
+    {"merge", (PyCFunction)Merger_merge, METH_VARARGS,
+     "merge(table, blobs, cap) -> bool: add packed tables, prune beyond CAP keys"},
+    {"take", (PyCFunction)Merger_take, METH_O, "take(table) -> dict: the table, emptied"},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject MergerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "postharden.logs._scan.Merger",
+    .tp_basicsize = sizeof(Merger),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Merger(tables): tables of counts merged from packed tables, with pruning",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Merger_init,
+    .tp_dealloc = (destructor)Merger_dealloc,
+    .tp_methods = MERGER_METHODS,
+};
+
+/* pack(table) -> the range's table TABLES[table] packed (the sender table: its messages,
+   bytes and recipients, three packed tables), emptied. */
+static PyObject *Scanner_pack(Scan *s, PyObject *arg) {
+    long table = PyLong_AsLong(arg);
+    if (!ready(s) || (table == -1 && PyErr_Occurred())) return NULL;
+    if (table < 0 || table >= N_TABLES) {
+        PyErr_SetString(PyExc_IndexError, "Scanner.pack: no such table");
+        return NULL;
+    }
+    Part *a = &s->acc;
+    Tab *t = &a->t[table];
+    PyObject *r;
+    if (table == T_SENDER) {
+        PyObject *m = tab_pack(t, 0), *b = m ? tab_pack(t, 1) : NULL, *n = b ? tab_pack(t, 2) : NULL;
+        r = n ? PyTuple_Pack(3, m, b, n) : NULL;
+        Py_XDECREF(m);
+        Py_XDECREF(b);
+        Py_XDECREF(n);
+    } else {
+        r = tab_pack(t, 0);
+    }
+    if (r) {
+        tab_clear(t);
+        if (table == T_SENDER) a->bytes = a->rcpts = 0;
+    }
+    return r;
+}
+
 static PyMethodDef SCANNER_METHODS[] = {
     {"scan", (PyCFunction)Scanner_scan, METH_VARARGS,
-     "scan(block, year, since, until) -> (odd lines, unsure, months, sizes of the block's "
-     "tables)"},
+     "scan(block, year, since, until, full=0) -> (odd lines, unsure, months, sizes of the "
+     "block's tables)"},
     {"commit", (PyCFunction)Scanner_commit, METH_O,
      "commit(mask) -> (mask added, sizes of the range's tables): add the block to the range"},
     {"take", (PyCFunction)Scanner_take, METH_VARARGS,
      "take(table, range) -> dict: one table of the range or of the block, emptied"},
     {"totals", (PyCFunction)Scanner_totals, METH_NOARGS,
      "totals() -> (kinds, lines, postfix, other, tmin, tmax, hours) of the range"},
+    {"pack", (PyCFunction)Scanner_pack, METH_O,
+     "pack(table) -> packed table of the range (the sender table: three), emptied"},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject ScannerType = {
@@ -1828,6 +2270,8 @@ static PyMethodDef METHODS[] = {
      "classify(text) -> (reason, RBL list name or None), as the scanner classifies"},
     {"add_counts", add_counts, METH_VARARGS,
      "add_counts(target, source): Counter.update(source) of two dicts of counts"},
+    {"pack", pack, METH_O, "pack(counter) -> packed table, or None when it cannot be packed"},
+    {"unpack", unpack, METH_O, "unpack(packed table) -> dict"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "postharden.logs._scan",
@@ -1837,7 +2281,7 @@ static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "postharden.logs._sca
 PyMODINIT_FUNC PyInit__scan(void) {
     init_classes();
     init_hashes();
-    if (PyType_Ready(&ScannerType) < 0) return NULL;
+    if (PyType_Ready(&ScannerType) < 0 || PyType_Ready(&MergerType) < 0) return NULL;
     PyObject *m = PyModule_Create(&MODULE);
     if (!m) return NULL;
     PyObject *names = PyTuple_New(N_TABLES);
@@ -1851,10 +2295,9 @@ PyMODINIT_FUNC PyInit__scan(void) {
         Py_DECREF(m);
         return NULL;
     }
-    Py_INCREF(&ScannerType);
-    if (PyModule_AddObject(m, "Scanner", (PyObject *)&ScannerType) < 0 ||
+    if (PyModule_AddObjectRef(m, "Scanner", (PyObject *)&ScannerType) < 0 ||
+        PyModule_AddObjectRef(m, "Merger", (PyObject *)&MergerType) < 0 ||
         PyModule_AddIntConstant(m, "VERSION", 2) < 0) {
-        Py_DECREF(&ScannerType);
         Py_DECREF(m);
         return NULL;
     }

@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from postharden.logs.analyze import Tally, add_counts
+from postharden.logs.analyze import COUNTERS, SAMPLES, Tally, add_counts
 from postharden.logs.events import Kind
 from postharden.logs.fastscan import _SASL_TAIL, CAP, _auth_failures, _MonthParser, scan_exact
 from postharden.logs.parser import (
@@ -68,6 +68,10 @@ KINDS = (
     Kind.LIFECYCLE,
     Kind.WARNING,
     Kind.RATE_LIMIT,
+    Kind.ERROR,
+    Kind.FATAL,
+    Kind.PANIC,
+    Kind.UNPARSED,
 )
 _SENDER = ("sender_messages", "sender_bytes", "sender_rcpts")
 
@@ -83,6 +87,10 @@ def _counters(table: str) -> tuple[str, ...]:
 
 TABLES: tuple[str, ...] = _scan.TABLES if _scan is not None else ()
 _NAMES = tuple(_counters(t) for t in TABLES)
+# The Tally counters that travel between processes as packed tables and that the main
+# process merges in C: all but anvil_max (merged by max) and kinds (Kind keys, few).
+PACKED = tuple(name for name in COUNTERS if name not in ("anvil_max", "kinds"))
+Blobs = dict[str, list[bytes]]  # counter -> packed tables that add up to it
 
 
 def available() -> bool:
@@ -156,7 +164,12 @@ class RangeScan:
         """Count a block of whole lines (bytes or a buffer); False: scan it exactly."""
         if year is None or month is None:
             return False
-        odd, unsure, month_bits, sizes = self._scanner.scan(block, year, since, until)
+        # Once the range has all its samples of unparsed and fatal lines, the scanner
+        # counts such lines itself (the parser keeps a line's text only for a sample).
+        full = (len(self._tally.unparsed_samples) >= SAMPLES) | (
+            len(self._tally.fatal_samples) >= SAMPLES
+        ) << 1
+        odd, unsure, month_bits, sizes = self._scanner.scan(block, year, since, until, full)
         # More odd lines than CAP: a parser table could have been pruned inside the block.
         if unsure or len(odd) > CAP:
             return False
@@ -225,12 +238,34 @@ class RangeScan:
         return {table: Counter(got)}
 
     def tally(self) -> Tally:
-        """The tally of the blocks added (the scanner's range is emptied)."""
+        """The tally of the blocks added (once, after the last block)."""
         tally = self._tally
         for i in range(len(TABLES)):
             if not self._per_block >> i & 1:
                 for name, table in self._take(i, True).items():
                     add_counts(getattr(tally, name), table)
+        self._totals(tally)
+        return tally
+
+    def packed(self) -> tuple[Tally, Blobs]:
+        """The tally of the blocks added, its tables packed (once, after the last block):
+        the tables the scanner kept go from C to packed tables without Python objects."""
+        tally = self._tally
+        blobs: Blobs = {}
+        for i, names in enumerate(_NAMES):
+            if self._per_block >> i & 1:
+                continue
+            if TABLES[i] == "sasl_tail":  # tails become users in Python
+                for name, table in self._take(i, True).items():
+                    add_counts(getattr(tally, name), table)
+                continue
+            got = self._scanner.pack(i)
+            for name, blob in zip(names, got if len(names) > 1 else (got,), strict=True):
+                blobs[name] = [blob]
+        self._totals(tally)
+        return pack_tally(tally, blobs)
+
+    def _totals(self, tally: Tally) -> None:
         kinds, lines, postfix, other, tmin, tmax, hours = self._scanner.totals()
         for kind, n in zip(KINDS, kinds, strict=True):
             if n:
@@ -248,8 +283,60 @@ class RangeScan:
                 counts["relay_denied"] += relay
             if sasl:
                 counts["sasl_failures"] += sasl
+
+
+def pack_tally(tally: Tally, blobs: Blobs) -> tuple[Tally, Blobs]:
+    """TALLY's PACKED counters moved into packed tables (added to BLOBS'). A counter that
+    cannot be packed (a count beyond int64) stays a Counter, with BLOBS' part added."""
+    assert _scan is not None
+    for name in PACKED:
+        table: Counter[str] = getattr(tally, name)
+        if not table:
+            continue
+        blob = _scan.pack(table)
+        if blob is None:
+            for got in blobs.pop(name, []):
+                add_counts(table, _scan.unpack(got))
+            continue
+        blobs.setdefault(name, []).append(blob)
+        setattr(tally, name, Counter())
+    return tally, blobs
+
+
+class Merged:
+    """`Tally.merge` of tallies in order, as scan.py merges the parts of its inputs, with
+    the PACKED counters in C (`_scan.Merger`: add, prune beyond CAP keys) as long as their
+    counts fit in int64; a counter that does not comes to Python, merged as Tally.merge
+    merges it."""
+
+    def __init__(self) -> None:
+        assert _scan is not None
         self._tally = Tally()
-        return tally
+        self._merger: Any = _scan.Merger(len(PACKED))
+        self._python: set[str] = set()  # counters merged in Python
+
+    def merge(self, part: Tally, blobs: Blobs) -> None:
+        """Merge PART, whose counters BLOBS holds packed (a part's Counters are packed here)."""
+        assert _scan is not None
+        part, blobs = pack_tally(part, blobs)
+        for i, name in enumerate(PACKED):
+            got = blobs.get(name, [])
+            if name not in self._python:
+                if not getattr(part, name) and (not got or self._merger.merge(i, got, CAP)):
+                    continue
+                self._python.add(name)
+                setattr(self._tally, name, Counter(self._merger.take(i)))
+            table: Counter[str] = getattr(part, name)
+            for blob in got:
+                add_counts(table, _scan.unpack(blob))
+        self._tally.merge(part)
+
+    def tally(self) -> Tally:
+        """The merged tally (once, after the last part)."""
+        for i, name in enumerate(PACKED):
+            if name not in self._python:
+                setattr(self._tally, name, Counter(self._merger.take(i)))
+        return self._tally
 
 
 def scan_c(

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from postharden.logs import cscan
 from postharden.logs.analyze import COUNTERS, Tally
@@ -160,7 +160,7 @@ def _read_into(fh: Any, task: Task, buffer: bytearray) -> tuple[memoryview, bool
     return view[: buffer.rfind(b"\n", 0, got) + 1], True
 
 
-def _run_range(tasks: tuple[Task, ...]) -> tuple[tuple[Tally, Packed], bool]:
+def _run_range(tasks: tuple[Task, ...]) -> tuple[tuple[Tally, Any], bool]:
     """The blocks of one range, merged in order exactly as the main process merges."""
     if not _compiled(tasks[0].exact):
         tally = Tally()
@@ -198,16 +198,19 @@ def _run_range(tasks: tuple[Task, ...]) -> tuple[tuple[Tally, Packed], bool]:
                         scan_block(data, task.year, task.month, task.reference, window, True)
                     )
                     del data
-    return _pack(scan.tally()), shrank
+    return scan.packed(), shrank
 
 
 Packed = dict[str, tuple[int, str, "array[int]"]]
 
 
-def _pack(tally: Tally) -> tuple[Tally, Packed]:
-    """Large tables as (size, keys joined by newlines, int64 counts): the main process
-    unpacks one table at a time instead of holding a whole second tally (peak memory).
-    A table with a newline in a key or a count beyond int64 travels as it is."""
+def _pack(tally: Tally) -> tuple[Tally, Any]:
+    """Large tables packed: the main process merges one table at a time instead of holding
+    a whole second tally (peak memory). With the compiled scanner, cscan's packed tables
+    (merged in C); without it, (size, keys joined by newlines, int64 counts), a table with
+    a newline in a key or a count beyond int64 as it is."""
+    if cscan.available():
+        return cscan.pack_tally(tally, {})
     packed: Packed = {}
     for name in COUNTERS:
         table: Counter[str] = getattr(tally, name)
@@ -225,15 +228,24 @@ def _pack(tally: Tally) -> tuple[Tally, Packed]:
     return tally, packed
 
 
-def _merge_range(tally: Tally, part: tuple[Tally, Packed]) -> None:
-    """tally.merge(the range's tally), one packed table at a time (tables are merged
-    independently of each other, so the result is the same)."""
-    rest, packed = part
-    tally.merge(rest)
-    for name, (n, keys, counts) in packed.items():
-        table = Counter(dict(zip(keys.split("\n") if n else [], counts, strict=True)))
-        tally.merge_counter(name, table)
-        del table
+class _Merged:
+    """Tally.merge of the parts of the inputs in order, without the compiled scanner (the
+    interface of cscan.Merged)."""
+
+    def __init__(self) -> None:
+        self._tally = Tally()
+
+    def merge(self, part: Tally, packed: Packed) -> None:
+        """One packed table at a time (tables are merged independently of each other, so
+        the result is the same)."""
+        self._tally.merge(part)
+        for name, (n, keys, counts) in packed.items():
+            table = Counter(dict(zip(keys.split("\n") if n else [], counts, strict=True)))
+            self._tally.merge_counter(name, table)
+            del table
+
+    def tally(self) -> Tally:
+        return self._tally
 
 
 def _ranges(tasks: Iterator[Task], size: int, block: int) -> Iterator[tuple[Task, ...]]:
@@ -360,7 +372,7 @@ def analyze_paths(
     pool: Any = None
     if jobs > 1 and (total_size > SMALL or use_stdin):
         pool = multiprocessing.get_context("fork").Pool(jobs)
-    tally = Tally()
+    merged = cscan.Merged() if cscan.available() else _Merged()
     year_state: YearTracker | None = None
     try:
         run: Callable[[Iterator[Task]], Iterator[tuple[Tally, bool]]]
@@ -386,18 +398,16 @@ def analyze_paths(
             if year is not None and tracker is None:
                 parser.tracker = _forced(year, source, parser)
             results: Iterator[tuple[Any, bool]]
-            merge: Callable[[Tally, Any], None]
             if source.compression is None:
                 assert source.size is not None
                 tasks = _tasks_for_plain(source, parser, window, exact, block)
                 results = run_ranges(_ranges(tasks, source.size, block))
-                merge = _merge_range
             else:
                 stream = open_binary(source.path)  # type: ignore[arg-type]
-                results = run(_tasks_for_stream(source, stream, parser, window, exact, block))
-                merge = Tally.merge
+                blocks = run(_tasks_for_stream(source, stream, parser, window, exact, block))
+                results = (((part, {}), shrank) for part, shrank in blocks)
             for got, shrank in results:
-                merge(tally, cast(Any, got))
+                merged.merge(*got)
                 del got  # not alive while the next range is awaited (peak memory)
                 if shrank:
                     source.error = "file shrank while being read"
@@ -412,13 +422,13 @@ def analyze_paths(
                     source, stream, parser, window, exact, min(block, 4 * 1024 * 1024)
                 )
             ):
-                tally.merge(part)
+                merged.merge(part, {})
             ordered.append(source)
     finally:
         if pool is not None:
             pool.terminate()
             pool.join()
-    return tally, ordered
+    return merged.tally(), ordered
 
 
 def _forced(year: int, source: Source, parser: LineParser) -> YearTracker | None:
