@@ -471,3 +471,34 @@ def test_report_does_not_depend_on_key_order(tmp_path: Path) -> None:
                 v.clear()
                 dict.update(v, items)
         assert json.dumps(build_report(tally, th)) == want
+
+
+def test_largest_and_users_of_the_report() -> None:
+    """The report's top-n lists are the first n of the table sorted by count (descending)
+    then key, ties at the cut included; every user's alerts count, while sasl_logins lists
+    the first max(top, 50) users."""
+    from collections import Counter
+
+    from postharden.logs import analyze
+
+    rng = random.Random(12)
+    for size in (0, 1, 5, 40, 3000):
+        table = Counter(
+            {f"k{rng.randrange(10 * size + 1)}": rng.randrange(1, 5) for _ in range(size)}
+        )
+        for n in (0, 1, 3, 10, size + 2):
+            want = sorted(table.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+            assert analyze._largest(table, n) == want
+    tally = Tally()
+    hour = 1_740_000_000 // 3600 * 3600
+    for u in range(120):
+        for i in range(1 + u % 5):  # users 4, 9, ... log in from 5 networks
+            tally.login_user_client[f"user{u:03}\x0010.{i}.0.1"] = 1 + u // 40
+        tally.login_user_hour[f"user{u:03}\0{hour}"] = 1 + u % 5
+    report = build_report(tally, Thresholds(top=10))
+    order = sorted(range(120), key=lambda u: (-(1 + u % 5) * (1 + u // 40), u))
+    names = [f"user{u:03}" for u in order]
+    assert [row["user"] for row in report["sasl_logins"]["by_user"]] == names[:50]
+    compromised = [a["subject"] for a in report["alerts"] if a["kind"] == "compromised_account"]
+    assert compromised == [f"user{u:03}" for u in order if u % 5 >= 3]  # listed or not
+    assert set(compromised) - set(names[:50])

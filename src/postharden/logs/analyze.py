@@ -14,6 +14,7 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from postharden.logs.events import Event, Kind
@@ -275,8 +276,20 @@ def _top(counter: Counter[str], label: str, n: int) -> list[dict[str, Any]]:
 
 
 def _largest(counter: Counter[str], n: int) -> list[tuple[str, int]]:
-    """sorted(counter.items(), key=(-count, key))[:n], without sorting the whole table."""
-    return heapq.nsmallest(n, counter.items(), key=lambda kv: (-kv[1], kv[0]))
+    """sorted(counter.items(), key=(-count, key))[:n], without sorting the whole table:
+    the items counted at least the n-th largest count hold the first n."""
+    if n <= 0 or not counter:
+        return []
+    least = heapq.nlargest(n, counter.values())[-1]
+    items = [kv for kv in counter.items() if kv[1] >= least]
+    return _by_count(items)[:n]
+
+
+def _by_count(items: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """ITEMS sorted by count (descending), then key: two stable sorts, no key tuples."""
+    items.sort()
+    items.sort(key=itemgetter(1), reverse=True)
+    return items
 
 
 def _iso(ts: float | None) -> str | None:
@@ -292,54 +305,60 @@ def build_report(
 ) -> dict[str, Any]:
     """The JSON-shaped report (schema logs.schema.json, version 1)."""
     n = th.top
-    logins: dict[str, dict[str, Any]] = {}
+    shown = max(n, 50)  # users listed in sasl_logins.by_user
+    logins: dict[str, tuple[list[int], set[str], set[str]]] = {}  # count, clients, networks
+    networks_of: dict[str, str] = {}
     for key, count in t.login_user_client.items():
         user, _, ip = key.partition("\0")
-        row = logins.setdefault(
-            user, {"user": user, "count": 0, "clients": set(), "networks": set()}
-        )
-        row["count"] += count
-        row["clients"].add(ip)
-        row["networks"].add(network_of(ip))
+        row = logins.get(user)
+        if row is None:
+            row = logins[user] = ([0], set(), set())
+        row[0][0] += count
+        row[1].add(ip)
+        net = networks_of.get(ip)
+        if net is None:
+            net = networks_of[ip] = network_of(ip)
+        row[2].add(net)
     hours_by_user: dict[str, list[int]] = defaultdict(list)
     busiest: dict[str, tuple[int, int]] = {}  # user -> (count, hour): the earliest of ties
     for key, count in t.login_user_hour.items():
         user, _, hour_text = key.partition("\0")
         hours_by_user[user].append(count)
-        hour = int(hour_text)
         best = busiest.get(user)
-        if best is None or count > best[0] or (count == best[0] and hour < best[1]):
-            busiest[user] = (count, hour)
+        if best is None or count >= best[0]:
+            hour = int(hour_text)
+            if best is None or count > best[0] or hour < best[1]:
+                busiest[user] = (count, hour)
 
     alerts: list[dict[str, Any]] = []
     over = [kv for kv in t.sasl_fail_client.items() if kv[1] >= th.brute_force]
-    for client, count in sorted(over, key=lambda kv: (-kv[1], kv[0])):
-        if count >= th.brute_force:
-            alerts.append(
-                {
-                    "kind": "brute_force",
-                    "subject": client,
-                    "count": count,
-                    "threshold": th.brute_force,
-                    "detail": f"{count} SASL authentication failures from {client}",
-                }
-            )
+    for client, count in _by_count(over):
+        alerts.append(
+            {
+                "kind": "brute_force",
+                "subject": client,
+                "count": count,
+                "threshold": th.brute_force,
+                "detail": f"{count} SASL authentication failures from {client}",
+            }
+        )
     over = [kv for kv in t.relay_client.items() if kv[1] >= th.relay_denied]
-    for client, count in sorted(over, key=lambda kv: (-kv[1], kv[0])):
-        if count >= th.relay_denied:
-            alerts.append(
-                {
-                    "kind": "relay_attempts",
-                    "subject": client,
-                    "count": count,
-                    "threshold": th.relay_denied,
-                    "detail": f"{count} relay-access-denied rejects for {client}",
-                }
-            )
-    by_user = []
-    for user in sorted(logins, key=lambda u: (-logins[u]["count"], u)):
-        row = logins[user]
-        networks = sorted(row["networks"])
+    for client, count in _by_count(over):
+        alerts.append(
+            {
+                "kind": "relay_attempts",
+                "subject": client,
+                "count": count,
+                "threshold": th.relay_denied,
+                "detail": f"{count} relay-access-denied rejects for {client}",
+            }
+        )
+    by_user: list[dict[str, Any]] = []
+    users = sorted(logins)
+    users.sort(key=lambda u: logins[u][0][0], reverse=True)
+    for user in users:
+        (logged,), clients, nets = logins[user]
+        networks = sorted(nets)
         flags = []
         if len(networks) >= th.compromised_networks:
             flags.append("many_networks")
@@ -355,7 +374,7 @@ def build_report(
             )
         per_hour = hours_by_user.get(user, [])
         peak, peak_hour = busiest.get(user, (0, 0))
-        usual = statistics.median(per_hour) if per_hour else 0
+        usual = statistics.median(per_hour) if peak >= th.volume_min and len(per_hour) > 1 else 0
         if peak >= th.volume_min and peak >= th.volume_factor * max(usual, 1) and len(per_hour) > 1:
             flags.append("volume_spike")
             alerts.append(
@@ -368,15 +387,16 @@ def build_report(
                     f"{_iso(peak_hour)} (median hour {usual:g})",
                 }
             )
-        by_user.append(
-            {
-                "user": user,
-                "count": row["count"],
-                "clients": sorted(row["clients"])[:100],
-                "networks": networks[:100],
-                "flags": flags,
-            }
-        )
+        if len(by_user) < shown:
+            by_user.append(
+                {
+                    "user": user,
+                    "count": logged,
+                    "clients": sorted(clients)[:100],
+                    "networks": networks[:100],
+                    "flags": flags,
+                }
+            )
     policy_total = sum(t.policy_servers.values())
     if policy_total >= th.policy_outage and policy_total:
         alerts.append(
@@ -490,7 +510,7 @@ def build_report(
                 for s, c in _largest(t.sender_messages, n)
             ]
         },
-        "sasl_logins": {"total": sum(t.login_user.values()), "by_user": by_user[: max(n, 50)]},
+        "sasl_logins": {"total": sum(t.login_user.values()), "by_user": by_user},
         "connections": {
             "problems": dict(sorted(t.connection_problems.items())),
             "postscreen": dict(sorted(t.postscreen.items())),
