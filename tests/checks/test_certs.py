@@ -257,3 +257,32 @@ def test_bad_input_gives_reasons_not_exceptions(tmp_path: Path) -> None:
         key_matches(parse_certificate(first_certificate(pem) or b""), pem)
     with pytest.raises(DerError):
         parse_certificate(b"\x30\x03\x02\x01")
+
+
+def test_audit_reads_an_rsa_or_ec_pair_without_cryptography_or_ssl(tmp_path: Path) -> None:
+    """The cold-start budget of `audit` (benchmarks/audit.py): reading smtpd's certificate
+    must not import cryptography's X.509 (~80 ms) or ssl (~40 ms) for the usual key types."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    config = tmp_path / "hardened"
+    shutil.copytree(root / "examples" / "hardened", config)
+    pem = config / "tls" / "mail.example.com.pem"  # smtpd_tls_chain_files: key, then cert
+    pem.chmod(0o600)
+    script = (
+        "import contextlib, io, sys\n"
+        "from postharden import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        f"    cli.main(['audit', '--config-dir', {str(config)!r}, '--format', 'json'])\n"
+        "from postharden.checks.facts import read_certificate\n"
+        f"fact = read_certificate({str(pem)!r}, {str(pem)!r}, {{}})\n"
+        "print(fact.key_matches, fact.key_description)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'cryptography', 'ssl'}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["True EC secp256r1", "[]"]
