@@ -26,6 +26,7 @@
 
 #define MAX_SCAN_LINE 32768
 #define CACHE_LIMIT 16384 /* distinct values a callback cache remembers before it starts over */
+#define BATCH 16          /* lookups of a merge whose memory is fetched together */
 
 /* --- a table: bytes key -> counters, entries in insertion order ------------------------ */
 
@@ -189,6 +190,17 @@ nomem:
 
 static Ent *tab_get(Tab *t, const char *k, size_t n, int *fresh) {
     return tab_get_h(t, k, n, hash_bytes(k, n), fresh);
+}
+
+/* Bring the slots of T for the hashes H[0..m), then the entries they hold, into the
+   cache: the lookups that follow do not wait for memory one after the other. */
+static void fetch_batch(const Tab *t, const uint64_t *h, size_t m) {
+    size_t mask = t->cap - 1;
+    for (size_t q = 0; q < m; q++) __builtin_prefetch(&t->slot[h[q] & mask]);
+    for (size_t q = 0; q < m; q++) {
+        uint64_t sl = t->slot[h[q] & mask];
+        if (sl) __builtin_prefetch(&t->e[(uint32_t)sl - 1]);
+    }
 }
 
 /* --- the tables -------------------------------------------------------------------------- */
@@ -1677,28 +1689,22 @@ done:
     return result;
 }
 
-/* Bring the slot of the entry J ahead, and the entry the slot of the one K ahead points
-   to, into the cache: the lookups of a merge go to memory one after the other otherwise. */
-static inline void prefetch_merge(const Tab *to, const Tab *from, size_t i) {
-    size_t mask = to->cap - 1;
-    if (i + 16 < from->n) __builtin_prefetch(&to->slot[from->e[i + 16].h & mask]);
-    if (i + 8 < from->n) {
-        uint64_t sl = to->slot[from->e[i + 8].h & mask];
-        if (sl) __builtin_prefetch(&to->e[(uint32_t)sl - 1]);
-    }
-}
-
 static int merge_table(Tab *to, Tab *from, int sender) {
-    for (size_t i = 0; i < from->n; i++) {
-        prefetch_merge(to, from, i);
-        Ent *x = &from->e[i];
-        int fresh;
-        Ent *y = tab_get_h(to, key_of(from, x), x->len, x->h, &fresh);
-        if (!y) return -1;
-        y->v[0] += x->v[0];
-        if (sender) { /* cannot overflow: the sums of `to` and `from` do not */
-            y->v[1] += x->v[1];
-            y->v[2] += x->v[2];
+    for (size_t j = 0; j < from->n; j += BATCH) {
+        size_t m = from->n - j < BATCH ? from->n - j : BATCH;
+        uint64_t hs[BATCH];
+        for (size_t q = 0; q < m; q++) hs[q] = from->e[j + q].h;
+        fetch_batch(to, hs, m);
+        for (size_t q = 0; q < m; q++) {
+            Ent *x = &from->e[j + q];
+            int fresh;
+            Ent *y = tab_get_h(to, key_of(from, x), x->len, x->h, &fresh);
+            if (!y) return -1;
+            y->v[0] += x->v[0];
+            if (sender) { /* cannot overflow: the sums of `to` and `from` do not */
+                y->v[1] += x->v[1];
+                y->v[2] += x->v[2];
+            }
         }
     }
     return 0;
@@ -2088,6 +2094,8 @@ static int prune_tab(Tab *t, size_t keep, int64_t *sum) {
     select_first(t, ix, t->n, keep);
     *sum = 0;
     for (size_t i = 0; i < keep; i++) {
+        if (i % BATCH == 0) /* the entries of the next batch, scattered in the table */
+            for (size_t q = i; q < i + BATCH && q < keep; q++) __builtin_prefetch(&t->e[ix[q]]);
         const Ent *x = &t->e[ix[i]];
         int fresh;
         Ent *y = tab_get_h(&kept, key_of(t, x), x->len, x->h, &fresh);
@@ -2168,13 +2176,24 @@ static PyObject *Merger_merge(Merger *m, PyObject *args) {
     Tab *t = &m->t[i];
     for (Py_ssize_t b = 0; b < nb; b++) {
         const char *k = p[b].keys;
-        for (size_t j = 0; j < p[b].n; j++) {
-            uint32_t kn = packed_len(&p[b], j);
-            int fresh;
-            Ent *x = tab_get(t, k, kn, &fresh);
-            if (!x) goto done; /* no memory: the merger is broken, the caller stops */
-            x->v[0] += packed_count(&p[b], j);
-            k += kn;
+        for (size_t j = 0; j < p[b].n; j += BATCH) {
+            /* a batch of lookups whose slots, then entries, are fetched together: one
+               lookup after the other waits for memory twice each */
+            size_t m = p[b].n - j < BATCH ? p[b].n - j : BATCH;
+            uint64_t hs[BATCH];
+            const char *ks[BATCH];
+            for (size_t q = 0; q < m; q++) {
+                ks[q] = k;
+                hs[q] = hash_bytes(k, packed_len(&p[b], j + q));
+                k += packed_len(&p[b], j + q);
+            }
+            fetch_batch(t, hs, m);
+            for (size_t q = 0; q < m; q++) {
+                int fresh;
+                Ent *x = tab_get_h(t, ks[q], packed_len(&p[b], j + q), hs[q], &fresh);
+                if (!x) goto done; /* no memory: the merger is broken, the caller stops */
+                x->v[0] += packed_count(&p[b], j + q);
+            }
         }
     }
     m->sum[i] = sum;
