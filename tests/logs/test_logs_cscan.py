@@ -334,3 +334,28 @@ def test_merger_refuses_an_overflow_whole() -> None:
     assert merger.merge(0, [blob], 10)
     assert not merger.merge(0, [cscan._scan.pack(Counter({"c": 1})), blob], 10)
     assert merger.take(0) == {"a": 2**62, "b": 1}  # nothing of the refused merge
+
+
+def test_callback_caches_start_over_when_full() -> None:
+    """More distinct reject texts and disconnect tails than a cache of the scanner keeps
+    (by count, and by bytes): the cache starts over, the counts stay the exact path's."""
+    start = time.mktime((2025, 3, 1, 10, 0, 0, 0, 0, -1))
+    lines = []
+    for i, ts in enumerate(_stamps(start, 40_000, 0.1)):
+        if i % 2:
+            lines.append(
+                f"{ts} mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from x[10.0.{i % 250}.1]: "
+                f"554 5.7.1 Service unavailable; Client host [10.{i}] blocked using "
+                f"list{i}.test{'x' * 200}; from=<a@b.test> to=<c@d.test> proto=ESMTP helo=<h>"
+            )
+        else:
+            lines.append(
+                f"{ts} mx postfix/smtpd[1]: disconnect from x[10.1.{i % 250}.1] ehlo=1 "
+                f"auth=0/{1 + i % 3} rcpt={i} commands={i}/{i + 1}"
+            )
+    block = ("\n".join(lines) + "\n").encode()
+    ref = start + 86400
+    fast = cscan.scan_c(block, 2025, 3, ref, None, None, None)
+    assert fast is not None
+    assert _fields(fast) == _fields(scan_block(block, 2025, 3, ref, Window(), True))
+    assert len(fast.reject_rbl) == 20_000 and sum(fast.auth_fail_disconnect.values()) == 20_000

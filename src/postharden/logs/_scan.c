@@ -26,6 +26,7 @@
 
 #define MAX_SCAN_LINE 32768
 #define CACHE_LIMIT 16384 /* distinct values a callback cache remembers before it starts over */
+#define CACHE_BYTES (4u << 20) /* ... or bytes of keys */
 #define BATCH 16          /* lookups of a merge whose memory is fetched together */
 
 /* --- a table: bytes key -> counters, entries in insertion order ------------------------ */
@@ -307,7 +308,7 @@ static void part_clear(Part *p) {
    the key). */
 static Ent *cache_get(Scan *s, int c, const char *k, size_t n, int *fresh) {
     Tab *t = &s->c[c];
-    if (t->n >= CACHE_LIMIT) {
+    if (t->n >= CACHE_LIMIT || t->alen >= CACHE_BYTES) {
         tab_clear(t);
         if (c == C_STAMP) s->last_hour = -1;
     }
