@@ -5,16 +5,14 @@ block) and when a block is refused (rescanned exactly)."""
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import random
 import re
 import time
 from collections import Counter
-from typing import Any
 
 import pytest
-from test_logs_fast_equals_exact import _corpus_messages, _stamps
+from test_logs_fast_equals_exact import _corpus_messages, _fields, _stamps
 
 from postharden.logs import analyze, cscan, fastscan, parser
 from postharden.logs.analyze import Tally
@@ -84,18 +82,6 @@ def test_classification_equals_classify_reason() -> None:
 
 
 # --- RangeScan ---------------------------------------------------------------------------
-
-
-def _fields(t: Tally) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(t):
-        v = getattr(t, f.name)
-        if f.name == "hourly":
-            v = {h: dict(c) for h, c in v.items() if c}
-        elif isinstance(v, dict):
-            v = dict(sorted((k, n) for k, n in v.items() if n))
-        out[f.name] = v
-    return out
 
 
 def _lines(rng: random.Random, stamps: list[str], ips: int) -> str:
