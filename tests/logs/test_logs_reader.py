@@ -184,3 +184,33 @@ def test_formats_render(tmp_path: Path) -> None:
     assert 'postharden_alerts{kind="brute_force"} 1' in prom
     text = cli(str(log)).stdout.decode()
     assert "[brute_force] 12 SASL authentication failures from 192.0.2.5" in text
+
+
+def _dispositions(_: int) -> tuple[Any, Any, Any]:
+    import signal
+
+    return (
+        signal.getsignal(signal.SIGTERM),
+        signal.getsignal(signal.SIGHUP),
+        signal.getsignal(signal.SIGINT),
+    )
+
+
+def test_pool_workers_die_on_sigterm_whatever_the_parent_installed() -> None:
+    """A parent that turns SIGTERM into SystemExit (the sandbox does) must not pass that to
+    the scan's forked workers: Pool.terminate would then wait for a worker unwinding Python
+    code, which can block forever on a lock inherited from another thread of the parent."""
+    import signal
+
+    from postharden.logs import scan
+
+    def python_handler(signum: int, frame: object) -> None:
+        raise SystemExit(1)
+
+    old = signal.signal(signal.SIGTERM, python_handler)
+    try:
+        with scan._pool(1) as pool:
+            got = pool.map(_dispositions, [0])[0]
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert got == (signal.SIG_DFL, signal.SIG_DFL, signal.SIG_IGN)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from array import array
 from collections import Counter
@@ -371,7 +372,7 @@ def analyze_paths(
     jobs = jobs or min(os.cpu_count() or 1, 4)
     pool: Any = None
     if jobs > 1 and (total_size > SMALL or use_stdin):
-        pool = multiprocessing.get_context("fork").Pool(jobs)
+        pool = _pool(jobs)
     merged = cscan.Merged() if cscan.available() else _Merged()
     year_state: YearTracker | None = None
     try:
@@ -429,6 +430,21 @@ def analyze_paths(
             pool.terminate()
             pool.join()
     return merged.tally(), ordered
+
+
+def _pool(jobs: int) -> Any:
+    """The worker processes of a scan (forked: they share the parent's memory)."""
+    return multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_signals)
+
+
+def _worker_signals() -> None:
+    """A pool worker dies at once on SIGTERM (Pool.terminate) and leaves SIGINT to the main
+    process. A forked worker inherits the parent's Python handlers (the sandbox turns
+    SIGTERM into SystemExit): unwinding in a child forked from a threaded process can block
+    forever on a lock another thread of the parent held at the fork."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _forced(year: int, source: Source, parser: LineParser) -> YearTracker | None:
