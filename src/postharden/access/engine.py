@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -125,13 +124,17 @@ class _Fork(Exception):
     """Too many outside questions in one decision."""
 
 
-@dataclass(slots=True)
 class _Defer:
-    active: bool = False
-    code: int = 0
-    dsn: str = ""
-    text: str = ""
-    error_class: str = "policy"
+    """A pending defer_if_permit / defer_if_reject (mutable while a session runs)."""
+
+    __slots__ = ("active", "code", "dsn", "error_class", "text")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.code = 0
+        self.dsn = ""
+        self.text = ""
+        self.error_class = "policy"
 
 
 class RestrictionList(NamedTuple):
@@ -1901,8 +1904,7 @@ _CLASS_WORDS = {
 # ---------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Outcome:
+class _Outcome(NamedTuple):
     command: str
     code: int
     text: str

@@ -11,7 +11,6 @@ Address patterns are addresses, `[address]` or CIDR networks.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from postharden.access.tables import Table, TableCache
@@ -21,25 +20,37 @@ _V4_CHARS = frozenset("01234567890.")
 _V6_CHARS = frozenset("01234567890.abcdefABCDEF:")
 
 
-@dataclass(slots=True)
 class ListItem:
-    text: str  # as written, with `!`
-    negate: bool
-    pattern: str  # lowercase, without `!`
-    table: Table | None = None
-    network: tuple[int, int, int] | None = None  # (version, network, mask)
-    outside: bool = False
+    """One pattern of a match list (filled in while the list is parsed)."""
+
+    __slots__ = ("negate", "network", "outside", "pattern", "table", "text")
+
+    def __init__(self, text: str, negate: bool, pattern: str) -> None:
+        self.text = text  # as written, with `!`
+        self.negate = negate
+        self.pattern = pattern  # lowercase, without `!`
+        self.table: Table | None = None
+        self.network: tuple[int, int, int] | None = None  # (version, network, mask)
+        self.outside = False
+
+    def __repr__(self) -> str:
+        return f"ListItem({self.text!r})"
 
 
-@dataclass(slots=True)
 class MatchList:
     """A parsed match list with the parameter it came from."""
 
-    parameter: str
-    parent_style: bool
-    items: list[ListItem] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    cache: dict[tuple[str, str], ListItem | None] = field(default_factory=dict)
+    __slots__ = ("cache", "errors", "items", "parameter", "parent_style")
+
+    def __init__(self, parameter: str, parent_style: bool) -> None:
+        self.parameter = parameter
+        self.parent_style = parent_style
+        self.items: list[ListItem] = []
+        self.errors: list[str] = []
+        self.cache: dict[tuple[str, str], ListItem | None] = {}
+
+    def __repr__(self) -> str:
+        return f"MatchList({self.parameter!r}, {[item.text for item in self.items]!r})"
 
     def match_name(self, name: str) -> ListItem | None:
         """domain_list_match / string match on host names: the deciding item or None."""

@@ -6,7 +6,6 @@ Everything here is immutable and has an `as_dict()` that is the JSON shape of
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 Command = Literal["connect", "helo", "mail", "rcpt", "vrfy", "expn", "etrn", "data", "end-of-data"]
@@ -252,11 +251,10 @@ class ServiceRelay(NamedTuple):
         }
 
 
-@dataclass(frozen=True, slots=True)
-class RelayReport:
+class RelayReport(NamedTuple):
     config_dir: str
     postfix_version: str
-    services: tuple[ServiceRelay, ...] = field(default=())
+    services: tuple[ServiceRelay, ...] = ()
 
     @property
     def open(self) -> bool:

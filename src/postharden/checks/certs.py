@@ -20,7 +20,7 @@ import base64
 import binascii
 import datetime as dt
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
 
@@ -185,15 +185,13 @@ _STRING_CODECS = {
 }
 
 
-@dataclass(frozen=True)
-class PublicKey:
+class PublicKey(NamedTuple):
     algorithm: str  # "RSA", "DSA", "EC", "Ed25519", "Ed448" or the OID
     description: str | None  # "RSA 2048", "EC secp256r1", "Ed25519"; None: unknown type
     parts: tuple[object, ...]  # what identifies the key: (n, e), (curve, point), ...
 
 
-@dataclass(frozen=True)
-class Certificate:
+class Certificate(NamedTuple):
     subject: str  # RFC 4514, most significant RDN last (as OpenSSL and cryptography print)
     common_names: tuple[str, ...]
     dns_names: tuple[str, ...]  # the subjectAltName's dNSName entries

@@ -19,8 +19,8 @@ import shutil
 import stat
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from postharden.checks.certs import (
@@ -117,8 +117,7 @@ class Answer(NamedTuple):
         return self.reason is None
 
 
-@dataclass(frozen=True)
-class Facts:
+class Facts(NamedTuple):
     config: PostfixConfig
     now: dt.datetime
     files: Mapping[str, FileFact]
@@ -128,7 +127,7 @@ class Facts:
     lint: Answer
     relay: Answer
     postmap: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = MappingProxyType({})
 
     def file(self, path: str) -> FileFact:
         found = self.files.get(path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import shlex
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -242,8 +241,7 @@ class Reference(NamedTuple):
 CheckFunction = Callable[["CheckEnv"], Iterable[Hit]]
 
 
-@dataclass(frozen=True)
-class CheckSpec:
+class CheckSpec(NamedTuple):
     """A declared check: metadata plus the function that judges the facts."""
 
     id: str
@@ -252,7 +250,7 @@ class CheckSpec:
     severity: Severity
     implements: tuple[str, ...]  # runbook steps / checklist items (see standards.py)
     references: tuple[Reference, ...]
-    function: CheckFunction = field(repr=False)
+    function: CheckFunction
 
     @property
     def doc(self) -> str:

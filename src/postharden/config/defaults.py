@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -118,11 +117,18 @@ SERVICE_PARAMETER_SUFFIXES: dict[str, tuple[tuple[str, str], ...]] = {
 _SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/local/sbin")
 
 
-@dataclass(frozen=True)
 class Defaults:
-    values: dict[str, str]
-    version: str
-    source: str  # "installed" (postconf -d) or "bundled"
+    """The default value of every parameter of one Postfix version."""
+
+    __slots__ = ("source", "values", "version")
+
+    def __init__(self, values: dict[str, str], version: str, source: str) -> None:
+        self.values = values
+        self.version = version
+        self.source = source  # "installed" (postconf -d) or "bundled"
+
+    def __repr__(self) -> str:
+        return f"Defaults({self.version}, {self.source}, {len(self.values)} parameters)"
 
     def __contains__(self, name: str) -> bool:
         return name in self.values

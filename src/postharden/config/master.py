@@ -8,7 +8,6 @@ fields split on whitespace with `{...}` kept together, `-oname=value` split into
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import NamedTuple
 
@@ -31,8 +30,7 @@ class Override(NamedTuple):
     line: int
 
 
-@dataclass(frozen=True, slots=True)
-class Service:
+class Service(NamedTuple):
     """One master.cf row."""
 
     name: str
@@ -47,7 +45,7 @@ class Service:
     overrides: tuple[Override, ...]
     first_line: int
     last_line: int
-    problems: tuple[str, ...] = field(default=())
+    problems: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
