@@ -286,3 +286,20 @@ def test_audit_reads_an_rsa_or_ec_pair_without_cryptography_or_ssl(tmp_path: Pat
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["True EC secp256r1", "[]"]
+
+
+def test_damage_in_one_block_is_reported_against_that_block_only(tmp_path: Path) -> None:
+    """One file with key, certificate and chain (smtpd_tls_chain_files): a damaged key is
+    a key problem, a damaged chain certificate after the server's is no problem of either."""
+    key = KEYS[3]  # EC P-256
+    cert_pem = _certificate(random.Random(3), key).public_bytes(serialization.Encoding.PEM)
+    key_pem = _key_pem(key, FORMATS[0])
+    broken_chain = cert_pem.replace(b"MII", b"M!I", 1)
+    both = tmp_path / "both.pem"
+    both.write_bytes(key_pem.replace(b"MI", b"M!", 1) + cert_pem)
+    fact = read_certificate(str(both), str(both), {})
+    assert fact.error is None and fact.key_description == "EC secp256r1"
+    assert fact.key_error is not None and fact.key_error.startswith("unreadable private key")
+    both.write_bytes(key_pem + cert_pem + broken_chain)
+    fact = read_certificate(str(both), str(both), {})
+    assert fact.error is None and fact.key_error is None and fact.key_matches is True

@@ -20,6 +20,7 @@ import base64
 import binascii
 import datetime as dt
 import re
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
@@ -31,7 +32,7 @@ class DerError(ValueError):
 
 # -- DER -------------------------------------------------------------------------------
 
-SEQUENCE, SET, INTEGER, BIT_STRING, OCTET_STRING, OID, BOOLEAN = 0x30, 0x31, 2, 3, 4, 6, 1
+SEQUENCE, SET, INTEGER, BIT_STRING, OCTET_STRING, OID = 0x30, 0x31, 2, 3, 4, 6
 UTC_TIME, GENERALIZED_TIME = 0x17, 0x18
 
 
@@ -119,12 +120,15 @@ class _Node:
         return raw[1:]
 
 
-def _pem_blocks(data: bytes) -> list[tuple[str, bytes, bool]]:
-    """(label, DER, encrypted) of each PEM block; `encrypted`: a traditional
-    `Proc-Type: 4,ENCRYPTED` header or an `ENCRYPTED PRIVATE KEY` label."""
-    out = []
+def _pem_blocks(data: bytes, wanted: Callable[[str], bool]) -> Iterator[tuple[str, bytes, bool]]:
+    """(label, DER, encrypted) of each PEM block whose label is `wanted`, in order, decoded
+    only when reached (a damaged block of another kind in the same file is not this
+    caller's problem); `encrypted`: a traditional `Proc-Type: 4,ENCRYPTED` header or an
+    `ENCRYPTED PRIVATE KEY` label."""
     for m in _PEM.finditer(data):
         label = m.group(1).decode()
+        if not wanted(label):
+            continue
         lines = m.group(2).splitlines()
         headers = [line for line in lines if b":" in line]  # RFC 1421 headers
         encrypted = "ENCRYPTED" in label or any(
@@ -135,8 +139,7 @@ def _pem_blocks(data: bytes) -> list[tuple[str, bytes, bool]]:
             der = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError) as error:
             raise DerError(f"bad base64 in the PEM block {label}: {error}") from None
-        out.append((label, der, encrypted))
-    return out
+        yield label, der, encrypted
 
 
 # -- certificates ----------------------------------------------------------------------
@@ -327,9 +330,8 @@ def parse_certificate(der: bytes) -> Certificate:
 
 def first_certificate(pem: bytes) -> bytes | None:
     """The DER of the first PEM certificate (the server's own; a chain follows it)."""
-    for label, der, _encrypted in _pem_blocks(pem):
-        if label == "CERTIFICATE":
-            return der
+    for _label, der, _encrypted in _pem_blocks(pem, "CERTIFICATE".__eq__):
+        return der
     return None
 
 
@@ -384,31 +386,31 @@ def key_matches(cert: Certificate, key_pem: bytes) -> bool | None:
     cannot tell from the file alone (the caller asks OpenSSL). KeyProblem when there is no
     usable key."""
     try:
-        blocks = _pem_blocks(key_pem)
+        label, der, encrypted = next(
+            _pem_blocks(key_pem, lambda label: label.endswith("PRIVATE KEY"))
+        )
+    except StopIteration:
+        raise KeyProblem("no PEM private key in the file") from None
     except DerError as error:
         raise KeyProblem(f"unreadable private key: {error}") from None
-    for label, der, encrypted in blocks:
-        if not label.endswith("PRIVATE KEY"):
-            continue
-        if encrypted:
-            raise KeyProblem("the private key is encrypted: Postfix cannot use it")
-        try:
-            public = _private_public(label, der)
-        except (DerError, ValueError) as error:
-            raise KeyProblem(f"unreadable private key: {error}") from None
-        if public is None:
-            return None
-        if public.algorithm != cert.key.algorithm:
-            return False
-        if public.algorithm == "DSA" and public.parts[3] is None:
-            return None
-        if public.algorithm == "EC" and public.parts[0] == cert.key.parts[0]:
-            point, theirs = public.parts[1], cert.key.parts[1]
-            assert isinstance(point, bytes) and isinstance(theirs, bytes)
-            if point[:1] != theirs[:1] and b"\x04" in (point[:1], theirs[:1]):
-                return None  # one compressed, one not: let OpenSSL compare
-        return public.parts == cert.key.parts
-    raise KeyProblem("no PEM private key in the file")
+    if encrypted:
+        raise KeyProblem("the private key is encrypted: Postfix cannot use it")
+    try:
+        public = _private_public(label, der)
+    except (DerError, ValueError) as error:
+        raise KeyProblem(f"unreadable private key: {error}") from None
+    if public is None:
+        return None
+    if public.algorithm != cert.key.algorithm:
+        return False
+    if public.algorithm == "DSA" and public.parts[3] is None:
+        return None
+    if public.algorithm == "EC" and public.parts[0] == cert.key.parts[0]:
+        point, theirs = public.parts[1], cert.key.parts[1]
+        assert isinstance(point, bytes) and isinstance(theirs, bytes)
+        if point[:1] != theirs[:1] and b"\x04" in (point[:1], theirs[:1]):
+            return None  # one compressed, one not: let OpenSSL compare
+    return public.parts == cert.key.parts
 
 
 def openssl_key_matches(cert_file: str, key_file: str) -> bool | str:
