@@ -21,10 +21,15 @@ from postharden.sandbox import (
     Sandbox,
     SandboxError,
     _group_members,
-    _process_alive,
 )
+from postharden.sandbox.namespace import process_start
 
 pytestmark = [pytest.mark.postfix, pytest.mark.root]
+
+
+def _alive(pid: int) -> bool:
+    return process_start(pid) is not None
+
 
 BASE = """\
 compatibility_level = 3.6
@@ -229,14 +234,14 @@ def test_killed_owner_leaves_no_process_or_directory(signum: int) -> None:
         owner.kill()
         pytest.fail("the sandbox did not start")
     directory, pid = Path(line[0]), int(line[1])
-    assert directory.is_dir() and _process_alive(pid)
+    assert directory.is_dir() and _alive(pid)
     owner.send_signal(signum)
     owner.wait(timeout=10)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (directory.exists() or _process_alive(pid)):
+    while time.monotonic() < deadline and (directory.exists() or _alive(pid)):
         time.sleep(0.05)
     assert not directory.exists()
-    assert not _process_alive(pid)
+    assert not _alive(pid)
     while time.monotonic() < deadline and _group_members(pid):
         time.sleep(0.05)
     assert _group_members(pid) == [], "processes of the instance are left"

@@ -1134,7 +1134,7 @@ def _terminate_master(pid: int, namespace: str | None = None) -> None:
     both PIDs and namespace numbers: another sandbox started meanwhile is never touched.
     """
     known: dict[int, int] = {}
-    if namespace is not None and _process_alive(pid):
+    if namespace is not None and process_start(pid) is not None:
         for member in namespace_members(namespace):
             start = process_start(member)
             if start is not None:
@@ -1142,7 +1142,7 @@ def _terminate_master(pid: int, namespace: str | None = None) -> None:
 
     def leftovers() -> list[int]:
         found = set(_group_members(pid))
-        if _process_alive(pid):
+        if process_start(pid) is not None:
             found.add(pid)
         found.update(other for other, start in known.items() if process_start(other) == start)
         return sorted(found)
@@ -1181,14 +1181,6 @@ def _group_members(pgid: int) -> list[int]:
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
             members.append(int(entry.name))
     return members
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def live_sandboxes() -> Iterator[Sandbox]:
