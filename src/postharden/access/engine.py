@@ -1956,13 +1956,7 @@ def _run_session(ev: _Eval) -> _Outcome:
     if verb == "ETRN":
         return _etrn(ev, dip_client, dip_helo)
     ev.stage = "mail"
-    if p.helo_required and ev.helo_name is None:
-        ev.step(
-            "smtpd_helo_required",
-            "reject",
-            "send HELO/EHLO first",
-            str(p.context.origin("smtpd_helo_required")),
-        )
+    if _helo_missing(ev):
         return _Outcome("mail", 503, "5.5.1 Error: send HELO/EHLO first")
     dip_sender = False
     if not p.delay_reject:
@@ -2028,6 +2022,36 @@ def _starttls(ev: _Eval) -> _Outcome | None:
     return None
 
 
+def _helo_missing(ev: _Eval) -> bool:
+    """smtpd_helo_required and no HELO/EHLO yet (the step is traced; the reply text differs
+    per command, as in smtpd.c)."""
+    if not ev.p.helo_required or ev.helo_name is not None:
+        return False
+    ev.step(
+        "smtpd_helo_required",
+        "reject",
+        "send HELO/EHLO first",
+        str(ev.p.context.origin("smtpd_helo_required")),
+    )
+    return True
+
+
+def _delayed_client_helo(ev: _Eval, command: str) -> tuple[_Outcome | None, bool, bool]:
+    """With smtpd_delay_reject: the client list, then the helo list (when there was a
+    HELO), at `command` -> (the refusal or None, defer_if_permit after each list)."""
+    p = ev.p
+    dip = ev.defer_if_permit
+    dip.active = False
+    if ev.check_list("client", p.lists["client"], ev.namaddr, CLIENT) == REJECT:
+        return _Outcome(command, *ev.reply), False, False
+    dip_client = dip.active
+    if ev.helo_name is None:
+        return None, dip_client, False
+    if ev.check_list("helo", p.lists["helo"], ev.helo_name, HELO) == REJECT:
+        return _Outcome(command, *ev.reply), False, False
+    return None, dip_client, dip.active
+
+
 def _check_rcpt(
     ev: _Eval, recipient: str, command: str, dip_sender: bool, *, with_sender: bool
 ) -> _Outcome | None:
@@ -2044,17 +2068,9 @@ def _check_rcpt(
         ev.step("postmaster", "permit", "RFC 5321: <postmaster> is always accepted")
         return None
     if p.delay_reject:
-        dip.active = False
-        if ev.check_list("client", p.lists["client"], ev.namaddr, CLIENT) == REJECT:
-            return _Outcome(command, *ev.reply)
-        dip_client = dip.active
-        if ev.helo_name is not None:
-            dip.active = dip_client
-            if ev.check_list("helo", p.lists["helo"], ev.helo_name, HELO) == REJECT:
-                return _Outcome(command, *ev.reply)
-            dip_helo = dip.active
-        else:
-            dip_helo = False
+        refused, dip_client, dip_helo = _delayed_client_helo(ev, command)
+        if refused is not None:
+            return refused
         if with_sender:
             dip.active = dip_client or dip_helo
             status, dip_sender = _check_mail(ev)
@@ -2156,13 +2172,7 @@ def _etrn(ev: _Eval, dip_client: bool, dip_helo: bool) -> _Outcome:
     p = ev.p
     dip = ev.defer_if_permit
     ev.stage = "etrn"
-    if p.helo_required and ev.helo_name is None:
-        ev.step(
-            "smtpd_helo_required",
-            "reject",
-            "send HELO/EHLO first",
-            str(p.context.origin("smtpd_helo_required")),
-        )
+    if _helo_missing(ev):
         return _Outcome("etrn", 503, "Error: send HELO/EHLO first")
     domain = ev.c.recipient.strip()
     if not domain or " " in domain:
@@ -2174,16 +2184,9 @@ def _etrn(ev: _Eval, dip_client: bool, dip_helo: bool) -> _Outcome:
         ev.step("ETRN", "reject", f"{domain} is not a domain name or address literal")
         return _Outcome("etrn", 501, "Error: invalid parameter syntax")
     if p.delay_reject:
-        dip.active = False
-        if ev.check_list("client", p.lists["client"], ev.namaddr, CLIENT) == REJECT:
-            return _Outcome("etrn", *ev.reply)
-        dip_client = dip.active
-        dip_helo = False
-        if ev.helo_name is not None:
-            dip.active = dip_client
-            if ev.check_list("helo", p.lists["helo"], ev.helo_name, HELO) == REJECT:
-                return _Outcome("etrn", *ev.reply)
-            dip_helo = dip.active
+        refused, dip_client, dip_helo = _delayed_client_helo(ev, "etrn")
+        if refused is not None:
+            return refused
     dip.active = dip_client or dip_helo
     ev.etrn = domain
     if ev.check_list("etrn", p.lists["etrn"], domain, ETRN) == REJECT:
