@@ -7,13 +7,11 @@ stub, because /etc/resolv.conf in master's mount namespace names only the stub.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import re
 import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -163,80 +161,59 @@ def test_names_and_temporary_failures_decide_like_the_zone_says(sandbox_factory:
     assert listed.code == 554 and "blocked using rbl.test; listed for testing" in listed.text
 
 
-@contextlib.contextmanager
-def _policy_server(action: str) -> Iterator[tuple[int, list[int]]]:
-    """A Postfix policy server on 127.0.0.1:<free port> answering `action`; yields the port
-    and a one-element list counting requests."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    listener.settimeout(0.2)
+def _policy_server(action: str) -> tuple[Callable[[socket.socket], None], list[int]]:
+    """A Postfix policy server answering `action` (a behaviour for the `loopback_server`
+    fixture) and a one-element list counting its requests."""
     count = [0]
-    stop = threading.Event()
 
     def talk(conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):
-            buffer = b""
-            while True:
-                data = conn.recv(4096)
-                if not data:
-                    return
-                buffer += data
-                while b"\n\n" in buffer:
-                    _, buffer = buffer.split(b"\n\n", 1)
-                    count[0] += 1
-                    conn.sendall(f"action={action}\n\n".encode())
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
+        buffer = b""
+        while True:
+            data = conn.recv(4096)
+            if not data:
                 return
-            threading.Thread(target=talk, args=(conn,), daemon=True).start()
+            buffer += data
+            while b"\n\n" in buffer:
+                _, buffer = buffer.split(b"\n\n", 1)
+                count[0] += 1
+                conn.sendall(f"action={action}\n\n".encode())
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1]), count
-    finally:
-        stop.set()
-        listener.close()
-        thread.join(timeout=2)
+    return talk, count
 
 
-def test_outside_services_are_rewritten_or_refused(sandbox_factory: Factory) -> None:
-    with _policy_server("REJECT production says no") as (prod_port, prod_count), \
-            _policy_server("REJECT sandbox stand-in") as (test_port, test_count):  # fmt: skip
-        production = f"inet:127.0.0.1:{prod_port}"
-        main = (
-            BASE
-            + "smtpd_recipient_restrictions = "
-            + f"check_policy_service {{ {production}, default_action=DUNNO }}\n"
-            + "smtpd_milters = inet:milter.example.net:8891\n"
-            + "milter_default_action = accept\n"
-        )
-        contacts = outside_contacts(main, "")
-        assert {(c.kind, c.endpoint) for c in contacts} == {
-            ("policy", production),
-            ("milter", "inet:milter.example.net:8891"),
-        }
-        with pytest.raises(SandboxError, match=re.escape("milter inet:milter.example.net:8891")):
-            Sandbox(main, outside_services={production: f"inet:127.0.0.1:{test_port}"}).start()
-        sandbox = sandbox_factory(
-            main,
-            dns=Zone({}),
-            outside_services={
-                production: f"inet:127.0.0.1:{test_port}",
-                "inet:milter.example.net:8891": "",
-            },
-        )
-        outcome = sandbox.query(recipient="user@mx.example.com")
-        assert (outcome.command, outcome.code) == ("rcpt", 554)
-        assert "sandbox stand-in" in outcome.text
-        assert test_count[0] >= 1 and prod_count[0] == 0
+def test_outside_services_are_rewritten_or_refused(
+    sandbox_factory: Factory, loopback_server: Callable[[Callable[[socket.socket], None]], int]
+) -> None:
+    production_policy, prod_count = _policy_server("REJECT production says no")
+    test_policy, test_count = _policy_server("REJECT sandbox stand-in")
+    prod_port, test_port = loopback_server(production_policy), loopback_server(test_policy)
+    production = f"inet:127.0.0.1:{prod_port}"
+    main = (
+        BASE
+        + "smtpd_recipient_restrictions = "
+        + f"check_policy_service {{ {production}, default_action=DUNNO }}\n"
+        + "smtpd_milters = inet:milter.example.net:8891\n"
+        + "milter_default_action = accept\n"
+    )
+    contacts = outside_contacts(main, "")
+    assert {(c.kind, c.endpoint) for c in contacts} == {
+        ("policy", production),
+        ("milter", "inet:milter.example.net:8891"),
+    }
+    with pytest.raises(SandboxError, match=re.escape("milter inet:milter.example.net:8891")):
+        Sandbox(main, outside_services={production: f"inet:127.0.0.1:{test_port}"}).start()
+    sandbox = sandbox_factory(
+        main,
+        dns=Zone({}),
+        outside_services={
+            production: f"inet:127.0.0.1:{test_port}",
+            "inet:milter.example.net:8891": "",
+        },
+    )
+    outcome = sandbox.query(recipient="user@mx.example.com")
+    assert (outcome.command, outcome.code) == ("rcpt", 554)
+    assert "sandbox stand-in" in outcome.text
+    assert test_count[0] >= 1 and prod_count[0] == 0
 
 
 def test_stop_leaves_no_process_mount_or_stub() -> None:
