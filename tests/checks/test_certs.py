@@ -303,3 +303,46 @@ def test_damage_in_one_block_is_reported_against_that_block_only(tmp_path: Path)
     both.write_bytes(key_pem + cert_pem + broken_chain)
     fact = read_certificate(str(both), str(both), {})
     assert fact.error is None and fact.key_error is None and fact.key_matches is True
+
+
+@pytest.mark.postfix
+@pytest.mark.root
+def test_key_match_is_what_the_real_postfix_decides(tmp_path: Path) -> None:
+    """Postfix's smtpd loads the pair when STARTTLS is asked: 220 for a pair that belongs
+    together, 454 (TLS not available due to local problem) for a foreign key. The reader
+    (both of its ways: the public parts, and OpenSSL for an Ed25519 seed) says the same."""
+    from postharden.sandbox import Sandbox, postfix_available
+    from postharden.smtp import SmtpClient
+
+    reason = postfix_available()
+    if reason:
+        pytest.skip(reason)
+    rng = random.Random(11)
+    rsa2048, p256, p384, ed = KEYS[1], KEYS[3], KEYS[4], KEYS[8]
+    pairs = [(p256, p256), (rsa2048, rsa2048), (ed, ed), (p256, p384), (rsa2048, p256), (ed, p256)]
+    main = (
+        "compatibility_level = 3.6\nmyhostname = mx.example.com\n"
+        "smtpd_relay_restrictions = reject_unauth_destination\n"
+        "smtpd_tls_security_level = may\n"
+        "smtpd_tls_cert_file = $config_directory/cert.pem\n"
+        "smtpd_tls_key_file = $config_directory/key.pem\n"
+    )
+    seen: set[int] = set()
+    for cert_key, key in pairs:
+        cert_pem = _certificate(rng, cert_key).public_bytes(serialization.Encoding.PEM)
+        key_pem = _key_pem(key, FORMATS[0])
+        (tmp_path / "cert.pem").write_bytes(cert_pem)
+        (tmp_path / "key.pem").write_bytes(key_pem)
+        fact = read_certificate(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"), {})
+        assert fact.key_error is None
+        with (
+            Sandbox(main, files={"cert.pem": cert_pem, "key.pem": key_pem}) as sandbox,
+            SmtpClient("127.0.0.1", sandbox.port()) as client,
+        ):
+            client.connect()
+            client.ehlo("client.example.net")
+            reply = client.command("STARTTLS")
+        assert reply.code in (220, 454), reply
+        assert fact.key_matches is (reply.code == 220), (type(cert_key), type(key), reply)
+        seen.add(reply.code)
+    assert seen == {220, 454}
