@@ -74,7 +74,9 @@ def test_show_json_missing_dir_is_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_show_json_is_valid_json(tmp_path: Path) -> None:
     (tmp_path / "main.cf").write_text("myhostname = mx.example.com\nmydomain = example.com\n")
-    (tmp_path / "master.cf").write_text("smtp inet n - n - - smtpd\n  -o smtpd_tls_security_level=may\n")
+    (tmp_path / "master.cf").write_text(
+        "smtp inet n - n - - smtpd\n  -o smtpd_tls_security_level=may\n"
+    )
     result = run_cli("show", "--config-dir", str(tmp_path), "--non-default", "--format", "json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)

@@ -11,7 +11,9 @@ from postharden.config import ExpansionError, expand, load_config, normalize_spa
 from postharden.config.defaults import find_postfix_tool
 
 POSTCONF = find_postfix_tool("postconf")
-needs_postconf = pytest.mark.skipif(POSTCONF is None, reason="postconf (Debian package postfix) is not installed")
+needs_postconf = pytest.mark.skipif(
+    POSTCONF is None, reason="postconf (Debian package postfix) is not installed"
+)
 
 BASE = """\
 myhostname = mx.example.com
@@ -55,7 +57,10 @@ def postconf_value(directory: Path, name: str) -> str:
     assert POSTCONF is not None
     completed = subprocess.run(
         [POSTCONF, "-c", str(directory), "-xh", name],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr
     return completed.stdout.rstrip("\n")
@@ -66,7 +71,9 @@ def postconf_value(directory: Path, name: str) -> str:
 def test_expansion_agrees_with_postconf(tmp_path: Path) -> None:
     # postconf only shows user-defined names that a used parameter references.
     lines = [BASE] + [f"case_{i} = {value}\n" for i, value in enumerate(CASES)]
-    lines.append("smtpd_recipient_restrictions = " + " ".join(f"$case_{i}" for i in range(len(CASES))) + "\n")
+    lines.append(
+        "smtpd_recipient_restrictions = " + " ".join(f"$case_{i}" for i in range(len(CASES))) + "\n"
+    )
     (tmp_path / "main.cf").write_text("".join(lines))
     (tmp_path / "master.cf").write_text("")
     config = load_config(tmp_path)
@@ -94,7 +101,13 @@ def test_loop_is_an_error_like_postconf(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["${unterminated", "${a?{x}:{y}junk}", "${{a} =~ {b} ? {x} : {y}}", "${{1} <level {x.y} ? {a}:{b}}", "$"],
+    [
+        "${unterminated",
+        "${a?{x}:{y}junk}",
+        "${{a} =~ {b} ? {x} : {y}}",
+        "${{1} <level {x.y} ? {a}:{b}}",
+        "$",
+    ],
 )
 def test_syntax_errors_raise(value: str) -> None:
     with pytest.raises(ExpansionError):

@@ -22,7 +22,11 @@ def _tool(name: str) -> str:
 def test_ruff_check() -> None:
     result = subprocess.run(
         [_tool("ruff"), "check", "src", "tests", "benchmarks"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -30,6 +34,10 @@ def test_ruff_check() -> None:
 def test_mypy_strict() -> None:
     result = subprocess.run(
         [_tool("mypy"), "--strict", "src/postharden"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr

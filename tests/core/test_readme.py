@@ -14,7 +14,9 @@ from postharden.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-TOUR = [line.strip()[2:] for line in README.splitlines() if line.strip().startswith("$ postharden ")]
+TOUR = [
+    line.strip()[2:] for line in README.splitlines() if line.strip().startswith("$ postharden ")
+]
 
 
 def test_readme_names_every_command_and_both_scripts() -> None:

@@ -67,7 +67,10 @@ def write_config(top: Path, main_extra: str, master: str | None = None) -> Path:
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{REPO}/.venv/bin:" + os.environ.get("PATH", "") + ":/usr/sbin:/sbin"}
+    env = {
+        **os.environ,
+        "PATH": f"{REPO}/.venv/bin:" + os.environ.get("PATH", "") + ":/usr/sbin:/sbin",
+    }
     return subprocess.run(
         [sys.executable, "-m", "postharden", *args],
         capture_output=True,

@@ -69,14 +69,18 @@ def _validate(document: dict[str, object], command: str) -> None:
     jsonschema.validate(document, schema)
 
 
-def test_apply_keeps_owner_mode_and_unrelated_lines_then_rollback_is_byte_identical(top: Path) -> None:
+def test_apply_keeps_owner_mode_and_unrelated_lines_then_rollback_is_byte_identical(
+    top: Path,
+) -> None:
     config = write_config(top, WEAK_MAIN)
     main = config / "main.cf"
     os.chown(main, 65534, 65534)
     main.chmod(0o640)
     original = snapshot(config)
 
-    result = run_cli("apply", "--config-dir", str(config), "--yes", "--no-reload", "--format", "json")
+    result = run_cli(
+        "apply", "--config-dir", str(config), "--yes", "--no-reload", "--format", "json"
+    )
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     _validate(document, "apply")
@@ -95,12 +99,19 @@ def test_apply_keeps_owner_mode_and_unrelated_lines_then_rollback_is_byte_identi
     old_lines = original["main.cf"].split(b"\n")
     new_lines = hardened.split(b"\n")
     changed_old = set()
-    for tag, i1, i2, _, _ in difflib.SequenceMatcher(a=old_lines, b=new_lines, autojunk=False).get_opcodes():
+    for tag, i1, i2, _, _ in difflib.SequenceMatcher(
+        a=old_lines, b=new_lines, autojunk=False
+    ).get_opcodes():
         if tag != "equal":
             changed_old.update(range(i1, i2))
     touched = {old_lines[i].split(b"=")[0].strip() for i in changed_old if old_lines[i].strip()}
-    assert touched <= {b"mynetworks", b"check_sender_access inline:{ partner@example.net", b"reject_unauth_destination",
-                       b"disable_vrfy_command", b"smtpd_relay_restrictions"}, touched
+    assert touched <= {
+        b"mynetworks",
+        b"check_sender_access inline:{ partner@example.net",
+        b"reject_unauth_destination",
+        b"disable_vrfy_command",
+        b"smtpd_relay_restrictions",
+    }, touched
     assert b"# the admin's relay policy, kept as written\n" in hardened
     assert b"# end of the admin's part\n" in hardened
     assert b"10.20.0.0/16" in hardened and b"0.0.0.0/0" not in hardened
@@ -126,8 +137,11 @@ def test_rollback_of_one_parameter_keeps_the_rest_of_the_hardening(top: Path) ->
     master = (
         "smtp inet n - n - - smtpd\n"
         "submission inet n - n - - smtpd\n  -o disable_vrfy_command=no\n  -o smtpd_relay_restrictions=permit\n"
-        + "\n".join(line for line in write_config(top, "").joinpath("master.cf").read_text().splitlines()
-                    if not line.startswith("smtp "))
+        + "\n".join(
+            line
+            for line in write_config(top, "").joinpath("master.cf").read_text().splitlines()
+            if not line.startswith("smtp ")
+        )
         + "\n"
     )
     config = write_config(top, WEAK_MAIN, master)
@@ -143,13 +157,24 @@ def test_rollback_of_one_parameter_keeps_the_rest_of_the_hardening(top: Path) ->
     assert b"0.0.0.0/0" not in now["main.cf"]
     assert b"permit_sasl_authenticated,reject_unauth_destination,permit" in now["master.cf"]
     # and rolling back the rest of what changed gives the original bytes again
-    rollback(config, parameters=["mynetworks", "smtpd_relay_restrictions", "smtpd_helo_required",
-                                 "smtp_tls_security_level"], reload=False)
+    rollback(
+        config,
+        parameters=[
+            "mynetworks",
+            "smtpd_relay_restrictions",
+            "smtpd_helo_required",
+            "smtp_tls_security_level",
+        ],
+        reload=False,
+    )
     assert snapshot(config) == original, difflib.unified_diff(
-        hardened["main.cf"].decode().splitlines(), snapshot(config)["main.cf"].decode().splitlines())
+        hardened["main.cf"].decode().splitlines(), snapshot(config)["main.cf"].decode().splitlines()
+    )
 
 
-def test_postfix_check_failing_after_the_write_restores_the_old_bytes(top: Path, tmp_path: Path) -> None:
+def test_postfix_check_failing_after_the_write_restores_the_old_bytes(
+    top: Path, tmp_path: Path
+) -> None:
     config = write_config(top, WEAK_MAIN)
     original = snapshot(config)
     profile = tmp_path / "broken.toml"
@@ -158,7 +183,9 @@ def test_postfix_check_failing_after_the_write_restores_the_old_bytes(top: Path,
         'format = 1\nname = "broken"\nversion = 1\nextends = "baseline"\n[[rule]]\nid = "bad-group"\nkind = "set"\n'
         'parameter = "setgid_group"\nvalue = "postharden-no-such-group"\nfinding = "test"\nwhy = "test"\n'
     )
-    result = run_cli("apply", "--config-dir", str(config), "--profile", str(profile), "--yes", "--no-reload")
+    result = run_cli(
+        "apply", "--config-dir", str(config), "--profile", str(profile), "--yes", "--no-reload"
+    )
     assert result.returncode == 1
     assert "postfix check failed after the write" in result.stderr
     assert "postharden-no-such-group" in result.stderr
@@ -184,7 +211,9 @@ def test_a_held_lock_refuses_a_second_apply(top: Path) -> None:
         assert result.returncode == 2
         assert "another postharden apply or rollback" in result.stderr
         with pytest.raises(LockedError):
-            rollback(config, reload=False) if list_backups(config) else apply_plan(_plan(config), reload=False)
+            rollback(config, reload=False) if list_backups(config) else apply_plan(
+                _plan(config), reload=False
+            )
     assert snapshot(config) == original and not list_backups(config)
     # the lock is per directory and released: now it works
     assert run_cli("apply", "--config-dir", str(config), "--yes", "--no-reload").returncode == 0
@@ -192,8 +221,11 @@ def test_a_held_lock_refuses_a_second_apply(top: Path) -> None:
 
 def _mount_tmpfs(directory: Path, size: str) -> None:
     directory.mkdir(exist_ok=True)
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(directory)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(directory)],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
 
@@ -280,8 +312,22 @@ def _kill_runs(top: Path, runs: int, seed: int) -> None:
     env = {**os.environ, "POSTHARDEN_APPLY_STEP_DELAY": "0.15"}
     # measure one full apply to spread the kill points over its whole length
     started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "postharden", "apply", "--config-dir", str(config), "--yes",
-                    "--no-reload"], env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "postharden",
+            "apply",
+            "--config-dir",
+            str(config),
+            "--yes",
+            "--no-reload",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     length = time.monotonic() - started
     seen = {"old": 0, "new": 0}
     for _ in range(runs):
@@ -293,8 +339,20 @@ def _kill_runs(top: Path, runs: int, seed: int) -> None:
             temporary.write_bytes(data)
             temporary.rename(config / name)
         process = subprocess.Popen(
-            [sys.executable, "-m", "postharden", "apply", "--config-dir", str(config), "--yes", "--no-reload"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "postharden",
+                "apply",
+                "--config-dir",
+                str(config),
+                "--yes",
+                "--no-reload",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         time.sleep(rng.uniform(0.0, length))
         # kill -9 of the apply job: apply and whatever it started (postfix check), as a shell

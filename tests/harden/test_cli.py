@@ -64,22 +64,27 @@ def test_postconf_commands_give_the_planned_configuration(tmp_path: Path) -> Non
     assert POSTCONF is not None
     planned = _config(tmp_path, "planned")
     typed = _config(tmp_path, "typed")
-    commands = run_cli("plan", "--config-dir", str(typed), "--format", "postconf").stdout.splitlines()
+    commands = run_cli(
+        "plan", "--config-dir", str(typed), "--format", "postconf"
+    ).stdout.splitlines()
     assert commands
     for command in commands:
         argv = shlex.split(command)
         assert argv[0] == "postconf"
         subprocess.run([POSTCONF, *argv[1:]], check=True, capture_output=True, timeout=30)
     diff = run_cli("plan", "--config-dir", str(planned), "--format", "diff").stdout
-    patched = subprocess.run(["patch", "-p1", "-d", str(planned)], input=diff, text=True,
-                             capture_output=True, timeout=30)
+    patched = subprocess.run(
+        ["patch", "-p1", "-d", str(planned)], input=diff, text=True, capture_output=True, timeout=30
+    )
     assert patched.returncode == 0, patched.stdout + patched.stderr
 
     def effective(directory: Path) -> tuple[str, str]:
-        main = subprocess.run([POSTCONF, "-c", str(directory), "-n"], capture_output=True, text=True,
-                              check=True).stdout.replace(str(directory), "DIR")
-        master = subprocess.run([POSTCONF, "-c", str(directory), "-P"], capture_output=True, text=True,
-                                check=True).stdout
+        main = subprocess.run(
+            [POSTCONF, "-c", str(directory), "-n"], capture_output=True, text=True, check=True
+        ).stdout.replace(str(directory), "DIR")
+        master = subprocess.run(
+            [POSTCONF, "-c", str(directory), "-P"], capture_output=True, text=True, check=True
+        ).stdout
         return " ".join(main.split()), " ".join(master.split())
 
     assert effective(typed) == effective(planned)

@@ -50,13 +50,17 @@ def test_set_main_appends_when_undefined_and_fills_empty_values() -> None:
     new = edit.set_main(text, None, "smtpd_helo_required", "yes")
     assert new == text + "smtpd_helo_required = yes\n"
     empty = next(d for d in parse_main_cf(text, "m", []) if d.name == "smtpd_etrn_restrictions")
-    assert edit.set_main(text, empty, "smtpd_etrn_restrictions", "a, b").endswith("smtpd_etrn_restrictions = a, b\n")
+    assert edit.set_main(text, empty, "smtpd_etrn_restrictions", "a, b").endswith(
+        "smtpd_etrn_restrictions = a, b\n"
+    )
     assert edit.set_main("a = 1", None, "b", "2") == "a = 1\nb = 2\n"
 
 
 def test_relay_repair_keeps_layout_comments_and_the_admins_maps() -> None:
     text = edit.decode(MAIN)
-    definition = next(d for d in parse_main_cf(text, "m", []) if d.name == "smtpd_relay_restrictions")
+    definition = next(
+        d for d in parse_main_cf(text, "m", []) if d.name == "smtpd_relay_restrictions"
+    )
     region = edit.main_region(text, definition)
     tokens = region.token_texts(text)
     repair = repair_relay(items_of(tokens), insert=True)
@@ -75,7 +79,8 @@ def test_relay_repair_keeps_layout_comments_and_the_admins_maps() -> None:
     assert new.count("\n") == text.count("\n")
     before_lines, after_lines = text.split("\n"), new.split("\n")
     outside = [
-        i for i in range(len(before_lines))
+        i
+        for i in range(len(before_lines))
         if not definition.first_line <= i + 1 <= definition.last_line
     ]
     assert all(before_lines[i] == after_lines[i] for i in outside)
@@ -102,7 +107,9 @@ def test_override_edits_add_and_remove() -> None:
     service = parse_master_cf(new, "m", [])[1]
     assert service.overrides_dict()["smtpd_helo_required"] == "yes"
     assert new.index("smtpd_helo_required") < new.index("pickup")
-    new = edit.set_override(new, service, service.override("smtpd_recipient_restrictions"), "permit_mynetworks, reject")
+    new = edit.set_override(
+        new, service, service.override("smtpd_recipient_restrictions"), "permit_mynetworks, reject"
+    )
     service = parse_master_cf(new, "m", [])[1]
     assert service.overrides_dict()["smtpd_recipient_restrictions"] == "permit_mynetworks, reject"
     removed = edit.remove_override(new, service, service.override("smtpd_helo_required"))
@@ -110,12 +117,18 @@ def test_override_edits_add_and_remove() -> None:
     assert "smtpd_helo_required" not in service.overrides_dict()
     assert removed.count("\n") == new.count("\n") - 1
     # a value with spaces in an unbraced -o becomes a braced one
-    spaced = edit.set_override(MASTER, parse_master_cf(MASTER, "m", [])[1],
-                               parse_master_cf(MASTER, "m", [])[1].override("syslog_name"), "a b")
+    spaced = edit.set_override(
+        MASTER,
+        parse_master_cf(MASTER, "m", [])[1],
+        parse_master_cf(MASTER, "m", [])[1].override("syslog_name"),
+        "a b",
+    )
     assert parse_master_cf(spaced, "m", [])[1].overrides_dict()["syslog_name"] == "a b"
 
 
-@pytest.mark.skipif(shutil.which("postconf", path="/usr/sbin:/usr/bin") is None, reason="postconf is not installed")
+@pytest.mark.skipif(
+    shutil.which("postconf", path="/usr/sbin:/usr/bin") is None, reason="postconf is not installed"
+)
 def test_postfix_reads_edited_files_as_intended(tmp_path: Path) -> None:
     """Randomised edits; the real postconf must see exactly the values the model sees."""
     rng = random.Random(5)
@@ -124,12 +137,20 @@ def test_postfix_reads_edited_files_as_intended(tmp_path: Path) -> None:
     for round_ in range(3):
         text = edit.decode(MAIN)
         master = MASTER
-        names = ["disable_vrfy_command", "smtpd_relay_restrictions", "smtpd_etrn_restrictions", "smtpd_helo_restrictions", "new_param_x"]
+        names = [
+            "disable_vrfy_command",
+            "smtpd_relay_restrictions",
+            "smtpd_etrn_restrictions",
+            "smtpd_helo_restrictions",
+            "new_param_x",
+        ]
         expected: dict[str, str] = {}
         for _ in range(4):
             name = rng.choice(names)
             value = rng.choice(["yes", "a, b  c", "permit_mynetworks, reject", "x.example.test"])
-            definition = next((d for d in reversed(parse_main_cf(text, "m", [])) if d.name == name), None)
+            definition = next(
+                (d for d in reversed(parse_main_cf(text, "m", [])) if d.name == name), None
+            )
             if name == "new_param_x":
                 name, definition = "smtpd_banner", definition
             text = edit.set_main(text, definition, name, value)
@@ -142,10 +163,18 @@ def test_postfix_reads_edited_files_as_intended(tmp_path: Path) -> None:
         (directory / "main.cf").write_bytes(edit.encode(text))
         (directory / "master.cf").write_text(master)
         names_seen = list(expected)
-        shown = subprocess.run([postconf, "-c", str(directory), "-h", *names_seen], capture_output=True,
-                               text=True, check=True).stdout.splitlines()
+        shown = subprocess.run(
+            [postconf, "-c", str(directory), "-h", *names_seen],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
         for name, line in zip(names_seen, shown, strict=True):
             assert " ".join(line.split()) == " ".join(expected[name].split()), name
-        shown_p = subprocess.run([postconf, "-c", str(directory), "-P", "submission/inet/disable_vrfy_command"],
-                                 capture_output=True, text=True, check=True).stdout.strip()
+        shown_p = subprocess.run(
+            [postconf, "-c", str(directory), "-P", "submission/inet/disable_vrfy_command"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         assert shown_p == f"submission/inet/disable_vrfy_command = {vrfy}"

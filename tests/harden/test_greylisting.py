@@ -36,15 +36,25 @@ def postgrey() -> Iterator[str]:
     shutil.chown(top, "postgrey", "postgrey")
     port = _free_port()
     process = subprocess.Popen(
-        [POSTGREY, f"--inet=127.0.0.1:{port}", f"--dbdir={top}", "--delay=300",
-         "--whitelist-clients=/dev/null", "--whitelist-recipients=/dev/null",
-         f"--pidfile={top}/postgrey.pid"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            POSTGREY,
+            f"--inet=127.0.0.1:{port}",
+            f"--dbdir={top}",
+            "--delay=300",
+            "--whitelist-clients=/dev/null",
+            "--whitelist-recipients=/dev/null",
+            f"--pidfile={top}/postgrey.pid",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), timeout=1),
+            ):
                 break
             time.sleep(0.1)
         yield f"inet:127.0.0.1:{port}"
@@ -84,7 +94,9 @@ def test_dead_or_foreign_services_are_refused() -> None:
     thread = threading.Thread(target=greet)
     thread.start()
     try:
-        with pytest.raises(PolicyServiceError, match="does not speak the policy delegation protocol"):
+        with pytest.raises(
+            PolicyServiceError, match="does not speak the policy delegation protocol"
+        ):
             probe_policy_service(f"inet:127.0.0.1:{server.getsockname()[1]}", timeout=3)
     finally:
         thread.join(5)
@@ -96,8 +108,13 @@ def test_dead_or_foreign_services_are_refused() -> None:
 def test_plan_refuses_greylisting_when_the_service_is_dead(tmp_path: Path) -> None:
     (tmp_path / "main.cf").write_text("compatibility_level = 3.6\n")
     (tmp_path / "master.cf").write_text("smtp inet n - n - - smtpd\n")
-    result = run_cli("plan", "--config-dir", str(tmp_path), "--with-greylisting",
-                     f"inet:127.0.0.1:{_free_port()}")
+    result = run_cli(
+        "plan",
+        "--config-dir",
+        str(tmp_path),
+        "--with-greylisting",
+        f"inet:127.0.0.1:{_free_port()}",
+    )
     assert result.returncode == 2
     assert "451 4.3.5" in result.stderr and "Traceback" not in result.stderr
 
@@ -105,27 +122,78 @@ def test_plan_refuses_greylisting_when_the_service_is_dead(tmp_path: Path) -> No
 @pytest.mark.postfix
 @pytest.mark.root
 @needs_postfix_root()
-def test_greylisting_goes_after_reject_unauth_destination_and_postfix_greylists(postgrey: str) -> None:
+def test_greylisting_goes_after_reject_unauth_destination_and_postfix_greylists(
+    postgrey: str,
+) -> None:
     top = make_top()
     try:
         config = write_config(top, "mynetworks = 127.0.0.0/8 10.20.0.0/16\n")
-        plan = json.loads(run_cli("plan", "--config-dir", str(config), "--with-greylisting", postgrey,
-                                  "--format", "json").stdout)
+        plan = json.loads(
+            run_cli(
+                "plan",
+                "--config-dir",
+                str(config),
+                "--with-greylisting",
+                postgrey,
+                "--format",
+                "json",
+            ).stdout
+        )
         change = next(c for c in plan["changes"] if c["rule"] == "greylisting")
         items = change["new_value"].replace(",", " ").split()
         assert items.index("check_policy_service") == items.index("reject_unauth_destination") + 1
         assert items.index("permit_mynetworks") < items.index("check_policy_service")
-        result = run_cli("apply", "--config-dir", str(config), "--with-greylisting", postgrey, "--yes",
-                         "--no-reload")
+        result = run_cli(
+            "apply",
+            "--config-dir",
+            str(config),
+            "--with-greylisting",
+            postgrey,
+            "--yes",
+            "--no-reload",
+        )
         assert result.returncode == 0, result.stderr
         main = snapshot(config)["main.cf"].decode()
         with Sandbox(main) as sandbox:
-            stranger = sandbox.run([Case("smtp", "203.0.113.7", "client.example.net", "client.example.net",
-                                         None, "a@example.net", "postmaster@example.test")])[0]
-            relay = sandbox.run([Case("smtp", "203.0.113.7", "client.example.net", "client.example.net",
-                                      None, "a@example.net", "user@relay-test.example")])[0]
-            inside = sandbox.run([Case("smtp", "10.20.0.5", "host.example.test", "host.example.test",
-                                       None, "u@example.test", "user@relay-test.example")])[0]
+            stranger = sandbox.run(
+                [
+                    Case(
+                        "smtp",
+                        "203.0.113.7",
+                        "client.example.net",
+                        "client.example.net",
+                        None,
+                        "a@example.net",
+                        "postmaster@example.test",
+                    )
+                ]
+            )[0]
+            relay = sandbox.run(
+                [
+                    Case(
+                        "smtp",
+                        "203.0.113.7",
+                        "client.example.net",
+                        "client.example.net",
+                        None,
+                        "a@example.net",
+                        "user@relay-test.example",
+                    )
+                ]
+            )[0]
+            inside = sandbox.run(
+                [
+                    Case(
+                        "smtp",
+                        "10.20.0.5",
+                        "host.example.test",
+                        "host.example.test",
+                        None,
+                        "u@example.test",
+                        "user@relay-test.example",
+                    )
+                ]
+            )[0]
         assert stranger.code == 450 and "Greylisted" in stranger.text, stranger
         assert relay.code == 554, relay  # relay attempts never reach the policy service
         assert inside.accepted, inside  # own users are not greylisted

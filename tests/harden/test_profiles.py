@@ -63,8 +63,10 @@ CONFIGS = [
         "smtp inet n - y - - smtpd\nsubmission inet n - y - - smtpd\n  -o smtpd_tls_security_level=none\n"
         "  -o smtpd_relay_restrictions=permit\n  -o mynetworks=0.0.0.0/0\n",
     ),
-    ("mua_relay = permit\nsmtpd_relay_restrictions =\nsmtpd_recipient_restrictions = permit\n",
-     "smtp inet n - y - - smtpd\nsmtps inet n - y - - smtpd\n  -o smtpd_relay_restrictions=$mua_relay\n"),
+    (
+        "mua_relay = permit\nsmtpd_relay_restrictions =\nsmtpd_recipient_restrictions = permit\n",
+        "smtp inet n - y - - smtpd\nsmtps inet n - y - - smtpd\n  -o smtpd_relay_restrictions=$mua_relay\n",
+    ),
 ]
 
 
@@ -79,29 +81,68 @@ def test_plan_on_plan_is_empty(profile: str, role: str, config: int, tmp_path: P
     main = "compatibility_level = 3.6\n" + main if "compatibility_level" not in main else main
     loaded = load_profile(profile, role, DEFAULTS.values)
     options = PlanOptions(enable=frozenset(FLAGS), greylisting="inet:127.0.0.1:10030")
-    first = plan_from_text(Path("/nonexistent"), main.encode(), master.encode() if master else None,
-                           loaded, options, DEFAULTS, proof=False)
-    second = plan_from_text(Path("/nonexistent"), first.new_main, first.new_master, loaded, options,
-                            DEFAULTS, proof=False)
+    first = plan_from_text(
+        Path("/nonexistent"),
+        main.encode(),
+        master.encode() if master else None,
+        loaded,
+        options,
+        DEFAULTS,
+        proof=False,
+    )
+    second = plan_from_text(
+        Path("/nonexistent"),
+        first.new_main,
+        first.new_master,
+        loaded,
+        options,
+        DEFAULTS,
+        proof=False,
+    )
     assert second.empty, [c.as_dict() for c in second.changes]
     if config == 2 and profile == "strict" and role == "submission":
         rules = {c.rule for c in first.changes}
-        assert {"tls-offered", "tls-protocols", "sasl-security-options", "relay-closed",
-                "mynetworks-narrow", "greylisting", "require-tls-port25"} <= rules
+        assert {
+            "tls-offered",
+            "tls-protocols",
+            "sasl-security-options",
+            "relay-closed",
+            "mynetworks-narrow",
+            "greylisting",
+            "require-tls-port25",
+        } <= rules
         assert not first.skipped
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("format = 1\nname = 'x'\nversion = 1\n[[rule]]\nid = 'a'\nkind = 'nope'\nfinding = 'f'\nwhy = 'w'\n", "kind 'nope'"),
-        ("format = 1\nname = 'x'\nversion = 1\n[[rule]]\nid = 'a'\nkind = 'set'\nfinding = 'f'\nwhy = 'w'\nparameter = 'no_such_parameter'\nvalue = 'x'\n", "not a Postfix parameter"),
-        ("format = 1\nname = 'x'\nversion = 1\n[[rule]]\nid = 'a'\nkind = 'set'\nfinding = 'f'\nwhy = 'w'\nparameter = 'smtpd_helo_required'\nvalue = 'yes'\nflag = 'reject-html-body'\n", "must say what it breaks"),
-        ("format = 1\nname = 'x'\nversion = 1\n[[rule]]\nid = 'a'\nkind = 'set'\nfinding = 'f'\nwhy = 'w'\nparameter = 'smtpd_helo_required'\nvalue = 'yes'\naccept = ['no']\n", "not accepted by its own rule"),
+        (
+            "format = 1\nname = 'x'\nversion = 1\n[[rule]]\nid = 'a'\nkind = 'nope'\nfinding = 'f'\nwhy = 'w'\n",
+            "kind 'nope'",
+        ),
+        (
+            "format = 1\nname = 'x'\nversion = 1\n[[rule]]\nid = 'a'\nkind = 'set'\nfinding = 'f'\nwhy = 'w'\nparameter = 'no_such_parameter'\nvalue = 'x'\n",
+            "not a Postfix parameter",
+        ),
+        (
+            "format = 1\nname = 'x'\nversion = 1\n[[rule]]\nid = 'a'\nkind = 'set'\nfinding = 'f'\nwhy = 'w'\nparameter = 'smtpd_helo_required'\nvalue = 'yes'\nflag = 'reject-html-body'\n",
+            "must say what it breaks",
+        ),
+        (
+            "format = 1\nname = 'x'\nversion = 1\n[[rule]]\nid = 'a'\nkind = 'set'\nfinding = 'f'\nwhy = 'w'\nparameter = 'smtpd_helo_required'\nvalue = 'yes'\naccept = ['no']\n",
+            "not accepted by its own rule",
+        ),
         ("format = 1\nname = 'x'\nversion = 1\n[[rule]]\nkind = 'relay'\n", "'id' is required"),
         ("format = 2\nname = 'x'\nversion = 1\n", "'format' must be 1"),
-        ("format = 1\nname = 'x'\nversion = 1\n[[rule]]\nid = 'a'\nkind = 'relay'\nfinding = 'f'\nwhy = 'w'\ncolour = 'red'\n", "unknown keys colour"),
-        ("format = 1\nname = 'x'\nversion = 1\nextends = 'baseline'\n[[rule]]\nid = 'a'\nkind = 'set'\nfinding = 'f'\nwhy = 'w'\nparameter = 'smtpd_helo_required'\nvalue = 'yes'\nrequires = ['moon-phase']\n", "unknown condition"),
+        (
+            "format = 1\nname = 'x'\nversion = 1\n[[rule]]\nid = 'a'\nkind = 'relay'\nfinding = 'f'\nwhy = 'w'\ncolour = 'red'\n",
+            "unknown keys colour",
+        ),
+        (
+            "format = 1\nname = 'x'\nversion = 1\nextends = 'baseline'\n[[rule]]\nid = 'a'\nkind = 'set'\nfinding = 'f'\nwhy = 'w'\nparameter = 'smtpd_helo_required'\nvalue = 'yes'\nrequires = ['moon-phase']\n",
+            "unknown condition",
+        ),
         ("not toml [", "not valid TOML"),
     ],
 )

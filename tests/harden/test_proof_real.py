@@ -90,8 +90,13 @@ service log {{
 default_internal_user = nobody
 default_login_user = nobody
 """)
-    subprocess.run([DOVECOT, "-c", str(conf)], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=30)
+    subprocess.run(
+        [DOVECOT, "-c", str(conf)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=30,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -100,8 +105,13 @@ default_login_user = nobody
     try:
         yield Dovecot(port, top)
     finally:
-        subprocess.run([DOVECOT, "-c", str(conf), "stop"], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=30, check=False)
+        subprocess.run(
+            [DOVECOT, "-c", str(conf), "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+            check=False,
+        )
         shutil.rmtree(top, ignore_errors=True)
 
 
@@ -109,24 +119,44 @@ default_login_user = nobody
 def certificate() -> Iterator[Path]:
     top = make_top()
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-         "/CN=mx.example.test", "-keyout", str(top / "key.pem"), "-out", str(top / "cert.pem")],
-        check=True, capture_output=True, timeout=60,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=mx.example.test",
+            "-keyout",
+            str(top / "key.pem"),
+            "-out",
+            str(top / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     yield top
     shutil.rmtree(top, ignore_errors=True)
 
 
-def weak_configuration(rng: random.Random, dovecot: Dovecot, certificate: Path) -> tuple[str, str, list[str]]:
+def weak_configuration(
+    rng: random.Random, dovecot: Dovecot, certificate: Path
+) -> tuple[str, str, list[str]]:
     """main.cf extra, master.cf, and the weaknesses in words."""
     weaknesses: list[str] = []
     lines: list[str] = []
-    mynetworks = rng.choice([
-        ("127.0.0.0/8 10.20.0.0/16", "narrow"),
-        ("127.0.0.0/8 0.0.0.0/0 10.20.0.0/16", "0.0.0.0/0 in mynetworks"),
-        ("0.0.0.0/1 128.0.0.0/1 10.20.0.0/16", "two /1 halves in mynetworks"),
-        (None, "mynetworks_style = subnet (derived)"),
-    ])
+    mynetworks = rng.choice(
+        [
+            ("127.0.0.0/8 10.20.0.0/16", "narrow"),
+            ("127.0.0.0/8 0.0.0.0/0 10.20.0.0/16", "0.0.0.0/0 in mynetworks"),
+            ("0.0.0.0/1 128.0.0.0/1 10.20.0.0/16", "two /1 halves in mynetworks"),
+            (None, "mynetworks_style = subnet (derived)"),
+        ]
+    )
     if mynetworks[0] is None:
         lines.append("mynetworks_style = subnet")
     else:
@@ -140,21 +170,33 @@ def weak_configuration(rng: random.Random, dovecot: Dovecot, certificate: Path) 
             f"smtpd_sasl_path = inet:127.0.0.1:{dovecot.port}",
         ]
         weaknesses.append("SASL via Dovecot")
-    relay = rng.choice([
-        ("permit_mynetworks, permit_sasl_authenticated,\n"
-         f"    check_sender_access inline:{{ {PARTNER}=OK }},\n    reject_unauth_destination",
-         "early sender-map OK"),
-        (f"permit_mynetworks permit_sasl_authenticated check_recipient_access inline:{{ {MAPPED}=OK }} "
-         "reject_unauth_destination", "early recipient-map OK"),
-        (None, "default relay list (defer_unauth_destination)"),
-        ("permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination", "explicit defer"),
-    ])
+    relay = rng.choice(
+        [
+            (
+                "permit_mynetworks, permit_sasl_authenticated,\n"
+                f"    check_sender_access inline:{{ {PARTNER}=OK }},\n    reject_unauth_destination",
+                "early sender-map OK",
+            ),
+            (
+                f"permit_mynetworks permit_sasl_authenticated check_recipient_access inline:{{ {MAPPED}=OK }} "
+                "reject_unauth_destination",
+                "early recipient-map OK",
+            ),
+            (None, "default relay list (defer_unauth_destination)"),
+            (
+                "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination",
+                "explicit defer",
+            ),
+        ]
+    )
     if relay[0] is not None:
         lines.append(f"smtpd_relay_restrictions = {relay[0]}")
     weaknesses.append(relay[1])
     if rng.random() < 0.5:
         lines.append("# the old style: relay control in the recipient list, permit first")
-        lines.append("smtpd_recipient_restrictions = permit_mynetworks, permit, reject_unauth_destination")
+        lines.append(
+            "smtpd_recipient_restrictions = permit_mynetworks, permit, reject_unauth_destination"
+        )
         weaknesses.append("early permit in recipient list")
     if rng.random() < 0.7:
         lines.append("disable_vrfy_command = no")
@@ -166,14 +208,18 @@ def weak_configuration(rng: random.Random, dovecot: Dovecot, certificate: Path) 
         weaknesses.append("certificate but no STARTTLS")
     master_rows = MINIMAL_MASTER_CF.splitlines()
     submission = ["submission inet n - n - - smtpd", "  -o syslog_name=postfix/submission"]
-    reopen = rng.choice([
-        ("  -o mynetworks=0.0.0.0/0", "-o mynetworks=0.0.0.0/0 reopens submission"),
-        ("  -o smtpd_relay_restrictions=permit_mynetworks,permit_sasl_authenticated,"
-         f"check_recipient_access,inline:{{{MAPPED}=OK}},reject_unauth_destination",
-         "-o relay list with an early recipient-map OK"),
-        ("  -o disable_vrfy_command=no", "-o VRFY on for submission"),
-        (None, "no submission service"),
-    ])
+    reopen = rng.choice(
+        [
+            ("  -o mynetworks=0.0.0.0/0", "-o mynetworks=0.0.0.0/0 reopens submission"),
+            (
+                "  -o smtpd_relay_restrictions=permit_mynetworks,permit_sasl_authenticated,"
+                f"check_recipient_access,inline:{{{MAPPED}=OK}},reject_unauth_destination",
+                "-o relay list with an early recipient-map OK",
+            ),
+            ("  -o disable_vrfy_command=no", "-o VRFY on for submission"),
+            (None, "no submission service"),
+        ]
+    )
     if reopen[0] is not None:
         submission.append(reopen[0])
         master_rows[1:1] = submission
@@ -181,26 +227,102 @@ def weak_configuration(rng: random.Random, dovecot: Dovecot, certificate: Path) 
     return "\n".join(lines) + "\n", "\n".join(master_rows) + "\n", weaknesses
 
 
-def flow_cases(services: list[str], mynetworks_host: bool, sasl: bool, tls: bool = False) -> list[tuple[str, Case]]:
+def flow_cases(
+    services: list[str], mynetworks_host: bool, sasl: bool, tls: bool = False
+) -> list[tuple[str, Case]]:
     cases: list[tuple[str, Case]] = []
     for service in services:
-        cases.append(("legit", Case(service, OUTSIDE, "client.example.net", "client.example.net", None,
-                                    "sender@example.net", "postmaster@example.test")))
-        cases.append(("legit", Case(service, "127.0.0.1", "localhost", "localhost", None,
-                                    "root@example.test", FOREIGN)))
+        cases.append(
+            (
+                "legit",
+                Case(
+                    service,
+                    OUTSIDE,
+                    "client.example.net",
+                    "client.example.net",
+                    None,
+                    "sender@example.net",
+                    "postmaster@example.test",
+                ),
+            )
+        )
+        cases.append(
+            (
+                "legit",
+                Case(
+                    service,
+                    "127.0.0.1",
+                    "localhost",
+                    "localhost",
+                    None,
+                    "root@example.test",
+                    FOREIGN,
+                ),
+            )
+        )
         if mynetworks_host:
-            cases.append(("legit", Case(service, "10.20.0.5", "host.example.test", "host.example.test",
-                                        None, "user@example.test", FOREIGN)))
+            cases.append(
+                (
+                    "legit",
+                    Case(
+                        service,
+                        "10.20.0.5",
+                        "host.example.test",
+                        "host.example.test",
+                        None,
+                        "user@example.test",
+                        FOREIGN,
+                    ),
+                )
+            )
         if sasl:
             # A SASL client uses STARTTLS when it is offered (strict: smtpd_tls_auth_only).
-            cases.append(("legit", Case(service, OUTSIDE, "client.example.net", "client.example.net",
-                                        "alice", "alice@example.test", FOREIGN, tls=tls)))
+            cases.append(
+                (
+                    "legit",
+                    Case(
+                        service,
+                        OUTSIDE,
+                        "client.example.net",
+                        "client.example.net",
+                        "alice",
+                        "alice@example.test",
+                        FOREIGN,
+                        tls=tls,
+                    ),
+                )
+            )
         for sender in ("sender@example.net", PARTNER):
             for recipient in (FOREIGN, MAPPED):
-                cases.append(("relay", Case(service, OUTSIDE, "client.example.net", "client.example.net",
-                                            None, sender, recipient)))
-        cases.append(("vrfy", Case(service, OUTSIDE, "client.example.net", "client.example.net", None,
-                                   "sender@example.net", "postmaster@example.test", verb="VRFY")))
+                cases.append(
+                    (
+                        "relay",
+                        Case(
+                            service,
+                            OUTSIDE,
+                            "client.example.net",
+                            "client.example.net",
+                            None,
+                            sender,
+                            recipient,
+                        ),
+                    )
+                )
+        cases.append(
+            (
+                "vrfy",
+                Case(
+                    service,
+                    OUTSIDE,
+                    "client.example.net",
+                    "client.example.net",
+                    None,
+                    "sender@example.net",
+                    "postmaster@example.test",
+                    verb="VRFY",
+                ),
+            )
+        )
     return cases
 
 
@@ -208,10 +330,15 @@ def _offers_tls(main: str) -> bool:
     from postharden.config import parse_main_cf
 
     values = {d.name: d.value for d in parse_main_cf(main, "main.cf", [])}
-    return bool(values.get("smtpd_tls_cert_file")) and values.get("smtpd_tls_security_level") in ("may", "encrypt")
+    return bool(values.get("smtpd_tls_cert_file")) and values.get("smtpd_tls_security_level") in (
+        "may",
+        "encrypt",
+    )
 
 
-def _ask(main: str, master: str, mynetworks_host: bool, sasl: bool) -> tuple[list[tuple[str, Case]], list[object]]:
+def _ask(
+    main: str, master: str, mynetworks_host: bool, sasl: bool
+) -> tuple[list[tuple[str, Case]], list[object]]:
     with Sandbox(main, master) as sandbox:
         services = [name for name in sandbox.ports if name in ("smtp", "submission")]
         cases = flow_cases(services, mynetworks_host, sasl, _offers_tls(main))
@@ -226,27 +353,40 @@ def _prove(profile: str, seed: int, dovecot: Dovecot, certificate: Path) -> list
     try:
         config = write_config(top, main_extra, master)
         before = snapshot(config)
-        result = run_cli("apply", "--config-dir", str(config), "--profile", profile, "--yes", "--no-reload")
+        result = run_cli(
+            "apply", "--config-dir", str(config), "--profile", profile, "--yes", "--no-reload"
+        )
         assert result.returncode == 0, (weaknesses, result.stdout, result.stderr)
         after = snapshot(config)
         assert after != before
-        check = subprocess.run(["script", "-qec", f"postfix -c {config} check", "/dev/null"],
-                               capture_output=True, text=True, timeout=120)
+        check = subprocess.run(
+            ["script", "-qec", f"postfix -c {config} check", "/dev/null"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert check.returncode == 0, check.stdout
         assert "fatal" not in check.stdout and "error" not in check.stdout.lower(), check.stdout
         # second apply and plan: nothing left to do
-        assert "nothing changed" in run_cli("apply", "--config-dir", str(config), "--profile", profile,
-                                            "--yes", "--no-reload").stdout
+        assert (
+            "nothing changed"
+            in run_cli(
+                "apply", "--config-dir", str(config), "--profile", profile, "--yes", "--no-reload"
+            ).stdout
+        )
         sasl = "SASL via Dovecot" in weaknesses
         host = "10.20.0.0/16" in main_extra
         cases, old = _ask(before["main.cf"].decode(), before["master.cf"].decode(), host, sasl)
         cases_after, new = _ask(after["main.cf"].decode(), after["master.cf"].decode(), host, sasl)
         assert [(k, c.service, c.sender, c.recipient) for k, c in cases] == [
-            (k, c.service, c.sender, c.recipient) for k, c in cases_after]
+            (k, c.service, c.sender, c.recipient) for k, c in cases_after
+        ]
         problems: list[str] = []
         for (kind, case), was, now in zip(cases, old, new, strict=True):
-            label = f"{weaknesses}: {case.service} {case.client_addr} login={case.sasl_login} " \
-                    f"<{case.sender}> -> {case.verb} <{case.recipient}>"
+            label = (
+                f"{weaknesses}: {case.service} {case.client_addr} login={case.sasl_login} "
+                f"<{case.sender}> -> {case.verb} <{case.recipient}>"
+            )
             if kind == "legit" and was.accepted and not now.accepted:  # type: ignore[attr-defined]
                 problems.append(f"BROKEN {label}: {was} -> {now}")
             if kind == "relay" and not (now.code and 500 <= now.code < 600):  # type: ignore[attr-defined]
@@ -260,18 +400,24 @@ def _prove(profile: str, seed: int, dovecot: Dovecot, certificate: Path) -> list
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_baseline_on_generated_weak_configurations(seed: int, dovecot: Dovecot, certificate: Path) -> None:
+def test_baseline_on_generated_weak_configurations(
+    seed: int, dovecot: Dovecot, certificate: Path
+) -> None:
     assert _prove("baseline", seed, dovecot, certificate) == []
 
 
 @pytest.mark.parametrize("seed", range(100, 103))
-def test_strict_on_generated_weak_configurations(seed: int, dovecot: Dovecot, certificate: Path) -> None:
+def test_strict_on_generated_weak_configurations(
+    seed: int, dovecot: Dovecot, certificate: Path
+) -> None:
     assert _prove("strict", seed, dovecot, certificate) == []
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(6, 30))
-def test_baseline_on_many_more_weak_configurations(seed: int, dovecot: Dovecot, certificate: Path) -> None:
+def test_baseline_on_many_more_weak_configurations(
+    seed: int, dovecot: Dovecot, certificate: Path
+) -> None:
     assert _prove("baseline", seed, dovecot, certificate) == []
 
 
@@ -279,31 +425,53 @@ def test_the_generated_set_is_really_weak(dovecot: Dovecot, certificate: Path) -
     """Before hardening the real Postfix relays for strangers or answers VRFY in most configs."""
     weak = 0
     for seed in range(6):
-        main_extra, master, _weaknesses = weak_configuration(random.Random(seed), dovecot, certificate)
+        main_extra, master, _weaknesses = weak_configuration(
+            random.Random(seed), dovecot, certificate
+        )
         top = make_top()
         try:
             config = write_config(top, main_extra, master)
             before = snapshot(config)
-            cases, outcomes = _ask(before["main.cf"].decode(), before["master.cf"].decode(), False, False)
-            if any((kind == "relay" and o.accepted) or (kind == "vrfy" and o.code == 252)  # type: ignore[attr-defined]
-                   for (kind, _), o in zip(cases, outcomes, strict=True)):
+            cases, outcomes = _ask(
+                before["main.cf"].decode(), before["master.cf"].decode(), False, False
+            )
+            if any(
+                (kind == "relay" and o.accepted) or (kind == "vrfy" and o.code == 252)  # type: ignore[attr-defined]
+                for (kind, _), o in zip(cases, outcomes, strict=True)
+            ):
                 weak += 1
         finally:
             shutil.rmtree(top, ignore_errors=True)
     assert weak >= 4
 
 
-def test_live_apply_closes_the_relay_of_a_running_postfix_without_restart(certificate: Path) -> None:
+def test_live_apply_closes_the_relay_of_a_running_postfix_without_restart(
+    certificate: Path,
+) -> None:
     main = (
         "compatibility_level = 3.6\nmyhostname = mx.example.test\nmydestination = example.test\n"
         "mynetworks = 0.0.0.0/0\nalias_maps =\nalias_database =\nlocal_recipient_maps =\n"
         "smtpd_peername_lookup = no\n"
     )
     with Sandbox(main) as sandbox:
-        relay = Case("smtp", OUTSIDE, "client.example.net", "client.example.net", None,
-                     "sender@example.net", FOREIGN)
-        local = Case("smtp", OUTSIDE, "client.example.net", "client.example.net", None,
-                     "sender@example.net", "postmaster@example.test")
+        relay = Case(
+            "smtp",
+            OUTSIDE,
+            "client.example.net",
+            "client.example.net",
+            None,
+            "sender@example.net",
+            FOREIGN,
+        )
+        local = Case(
+            "smtp",
+            OUTSIDE,
+            "client.example.net",
+            "client.example.net",
+            None,
+            "sender@example.net",
+            "postmaster@example.test",
+        )
         assert sandbox.run([relay])[0].accepted, "the open relay is not open"
         pid_file = sandbox.directory / "queue" / "pid" / "master.pid"  # type: ignore[operator]
         master_pid = pid_file.read_text().split()[0]
